@@ -1,0 +1,76 @@
+"""The ``pofa-deploy`` command: thin subcommands over the library.
+
+Each subcommand lives in its own module and exposes ``OPTIONS`` (a frozen options dataclass whose
+fields define the flags) and ``main(options) -> int`` (runs it and prints the human output).
+This module only builds the parser, and turns exceptions into one line of text and an exit code:
+``EXIT_CODES`` is the single table for that. Set POFA_DEBUG=1 to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from . import errors
+from .options import add_options, from_namespace, new_parser
+
+# name -> (module, one-line help). Modules are imported only when their command runs, so
+# `pofa-deploy --help` stays fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("pofa_deploy.convert", "sparse HF checkpoint -> (NNCF INT8) OpenVINO IR, zeros verified"),
+    "inspect": ("pofa_deploy.inspect", "per-layer zero table of a checkpoint folder or an IR"),
+    "synth": ("pofa_deploy.synth", "write a seeded synthetic PoFA-shaped sparse checkpoint"),
+    "demo": ("pofa_deploy.demo", "offline end-to-end run on a real pretrained BERT (all-MiniLM-L6-v2)"),
+}
+
+# Most specific first: the first matching class gives the exit code and the prefix.
+EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
+    (errors.OutputExistsError, 2, "error"),
+    (errors.InputError, 2, "error"),
+    (errors.DataError, 3, "error"),
+    (errors.CheckpointError, 4, "error"),
+    (errors.HubError, 4, "error"),
+    (errors.SparsityLostError, 5, "error"),
+    (errors.VerificationError, 5, "error"),
+    (errors.PofaError, 1, "error"),
+    (KeyboardInterrupt, 130, "interrupted"),
+]
+
+
+def _parser() -> object:
+    parser = new_parser("pofa-deploy", "Deploy sparse (Prune Once for All) BERT checkpoints on Intel CPUs "
+                                       "with OpenVINO: INT8, every zero kept, sparse decompression configured.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_options(p, module.OPTIONS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = os.environ.get("POFA_DEBUG") == "1"
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)  # type: ignore[attr-defined]
+        if not args.command:
+            parser.print_help()  # type: ignore[attr-defined]
+            return 2
+        module = importlib.import_module(COMMANDS[args.command][0])
+        options = from_namespace(module.OPTIONS, args)
+        return int(module.main(options) or 0)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except (errors.PofaError, KeyboardInterrupt) as exc:
+        if debug:
+            raise
+        code, prefix = next((c, p) for cls, c, p in EXIT_CODES if isinstance(exc, cls))
+        message = str(exc) or "stopped by the user; nothing was written to the output folder"
+        print(f"pofa-deploy: {prefix}: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

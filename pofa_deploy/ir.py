@@ -1,0 +1,125 @@
+"""Read the weights of an OpenVINO IR back, the way the CPU plugin will see them.
+
+NNCF stores a quantised Linear as ``Constant(i8) -> Convert -> [Subtract(zero point)] ->
+Multiply(scale) -> MatMul``. The i8 constant loses its name on the way, but the MatMul keeps the
+PyTorch module path that optimum-intel's exporter gives it (``__module.<path>/aten::linear/MatMul``),
+which is how each weight is mapped back to its source ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_LINEAR_NAME = re.compile(r"__module\.(?P<path>[^/]+)/aten::linear/MatMul")
+
+_DTYPES = {"i8": "i8", "u8": "u8", "f32": "f32", "f16": "f16", "bf16": "bf16", "i4": "i4", "u4": "u4"}
+
+
+@dataclass
+class IRWeight:
+    """A constant weight of a MatMul, in [out, in] layout like ``nn.Linear.weight``."""
+
+    matmul: str
+    source: str | None  # PyTorch module path, when the MatMul name carries it
+    dtype: str  # storage type of the constant: i8, f32, f16, ...
+    values: np.ndarray  # stored values (int8 codes for quantised weights)
+    zero_point: np.ndarray | None  # None or all-zero for symmetric quantisation
+
+    @property
+    def effective(self) -> np.ndarray:
+        """Values whose zeros are the weight's real zeros (codes minus zero point)."""
+        if self.zero_point is None:
+            return self.values
+        return self.values.astype(np.int32) - self.zero_point.astype(np.int32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+
+def _etype(node: Any) -> str:
+    return _DTYPES.get(node.get_output_element_type(0).get_type_name(), node.get_output_element_type(0).get_type_name())
+
+
+def _const_array(node: Any) -> np.ndarray:
+    return np.array(node.get_data(), copy=True)
+
+
+def _weight_chain(node: Any) -> tuple[Any, np.ndarray | None] | None:
+    """Follow a MatMul's weight input to its Constant; None when it is an activation."""
+    zero_point = None
+    for _ in range(8):
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return node, zero_point
+        if kind == "Convert":
+            node = node.input_value(0).get_node()
+            continue
+        if kind in ("Multiply", "Subtract"):
+            a, b = (node.input_value(i).get_node() for i in range(2))
+            const, other = (b, a) if _is_const(b) else (a, b) if _is_const(a) else (None, None)
+            if const is None:
+                return None
+            if kind == "Subtract":
+                zero_point = _const_array(_strip_convert(const))
+            node = other
+            continue
+        if kind == "Reshape":  # grouped quantisation reshapes the weight; follow its data input
+            node = node.input_value(0).get_node()
+            continue
+        return None
+    return None
+
+
+def _strip_convert(node: Any) -> Any:
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node
+
+
+def _is_const(node: Any) -> bool:
+    return bool(_strip_convert(node).get_type_name() == "Constant")
+
+
+def ir_weights(model: Any) -> list[IRWeight]:
+    """Every MatMul whose second input is a constant weight, in graph order."""
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        chain = _weight_chain(op.input_value(1).get_node())
+        if chain is None:
+            continue
+        const, zp = chain
+        values = _const_array(const)
+        if values.ndim != 2:
+            continue
+        attrs = op.get_attributes()
+        if not attrs.get("transpose_b", False):
+            values = values.T
+            zp = zp.T if zp is not None and zp.ndim == 2 else zp
+        if zp is not None and not np.any(zp):
+            zp = None
+        match = _LINEAR_NAME.search(op.get_friendly_name())
+        out.append(IRWeight(op.get_friendly_name(), match.group("path") if match else None,
+                            _etype(const), values, zp))
+    return out
+
+
+def read_model(xml: Path) -> Any:
+    import openvino as ov
+
+    return ov.Core().read_model(str(xml))
+
+
+def is_ir(path: Path) -> bool:
+    return path.suffix == ".xml" and path.is_file() or (path / "openvino_model.xml").is_file()
+
+
+def ir_xml(path: Path) -> Path:
+    return path if path.suffix == ".xml" else path / "openvino_model.xml"
