@@ -209,8 +209,10 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def load_checkpoint(source: str | Path, *, task: Task | None = None,
-                    trust_remote_code: bool = False) -> Checkpoint:
-    """Resolve, validate and load ``source`` for ``task`` (inferred from config.json when None)."""
+                    trust_remote_code: bool = False, num_labels: int | None = None) -> Checkpoint:
+    """Resolve, validate and load ``source`` for ``task`` (inferred from config.json when None).
+
+    ``num_labels`` sets the size of a classification head that the checkpoint does not have yet."""
     path = resolve(source)
     cfg = read_config(path)
     if trust_remote_code:
@@ -225,9 +227,11 @@ def load_checkpoint(source: str | Path, *, task: Task | None = None,
     import transformers
 
     auto_cls = getattr(transformers, TASK_CLASSES[task][0])
+    extra = {"num_labels": num_labels} if num_labels is not None else {}
     try:
         model, info = auto_cls.from_pretrained(
-            str(path), trust_remote_code=trust_remote_code, dtype=torch.float32, output_loading_info=True
+            str(path), trust_remote_code=trust_remote_code, dtype=torch.float32, output_loading_info=True,
+            **extra,
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: transformers could not build a {task.value} model from it "
