@@ -9,8 +9,10 @@ naming the file instead of a stack trace from deep inside a loader.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -204,6 +206,23 @@ def _iter_tensors(file: Path) -> Any:
             yield key, value
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports; what matters from them (missing keys) is returned instead."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def has_tokenizer(path: Path) -> bool:
     return any((path / name).is_file() for name in _TOKENIZER_FILES)
 
@@ -229,10 +248,11 @@ def load_checkpoint(source: str | Path, *, task: Task | None = None,
     auto_cls = getattr(transformers, TASK_CLASSES[task][0])
     extra = {"num_labels": num_labels} if num_labels is not None else {}
     try:
-        model, info = auto_cls.from_pretrained(
-            str(path), trust_remote_code=trust_remote_code, dtype=torch.float32, output_loading_info=True,
-            **extra,
-        )
+        with quiet_transformers():
+            model, info = auto_cls.from_pretrained(
+                str(path), trust_remote_code=trust_remote_code, dtype=torch.float32, output_loading_info=True,
+                **extra,
+            )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: transformers could not build a {task.value} model from it "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None

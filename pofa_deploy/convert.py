@@ -1,0 +1,393 @@
+"""checkpoint -> OpenVINO IR (FP32, or NNCF INT8) -> verify every zero -> move into place.
+
+Data flow, top to bottom:
+  1. load and validate the checkpoint (checkpoint.py), measure its Linear zeros (sparsity.py)
+  2. tokenise calibration samples; hold some back for the output comparison (calibration/)
+  3. export with optimum-intel (keeps PyTorch module paths in MatMul names), quantise with NNCF
+     (symmetric per-channel i8 weights: an exact zero stays an exact zero), save as FP32/INT8 --
+     never FP16-compressed
+  4. read the saved IR back, map each weight to its source Linear (ir.py) and compare zero
+     patterns; a single lost zero aborts and leaves nothing at OUT
+  5. choose the sparse-decompression rate, write runtime_config.json, compile with it, compare
+     outputs with PyTorch on held-back samples and record what the CPU plugin actually ran
+All of it happens in a temporary sibling of OUT that is renamed into place only at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import Checkpoint, Task, load_checkpoint
+from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
+from .options import option
+from .outputs import check_writable, staged_output
+from .sparsity import ZeroCheck, choose_rate, compare, is_eligible, layer_table, totals
+
+REPORT = "pofa_report.json"
+IR_NAME = "openvino_model"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    model: str = option(help="checkpoint folder (safetensors or .bin) or a hub id when online", positional=True)
+    output: Path = option(help="output folder (written only when complete)", flags=("-o", "--output"))
+    int8: bool = option(False, help="quantise to INT8 with NNCF (default: FP32 IR, stored as FP32)")
+    task: Task | None = option(None, help="task head; inferred from config.json when absent")
+    calibration: str = option("builtin", help="calibration source: text/TSV/JSON(L) file, a recipe "
+                              "(sst2|mnli|qqp|qnli|squad[:PATH]) or 'builtin' (shipped sample)")
+    samples: int = option(128, help="calibration samples for NNCF")
+    holdout: int = option(16, help="extra samples held back to compare IR and PyTorch outputs")
+    seq_len: int = option(128, help="sequence length of calibration and comparison inputs")
+    sparse_rate: str = option("auto", help="CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE: auto (from measured "
+                              "sparsity), off, or a number in (0, 1]")
+    seed: int = option(0, help="seed for calibration sampling")
+    overwrite: bool = option(False, help="replace OUTPUT if it exists")
+    trust_remote_code: bool = option(False, help="allow code shipped with the checkpoint (off by default)")
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "seq_len"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.holdout < 0:
+            raise InputError(f"--holdout must be 0 or more, got {self.holdout}")
+        self.parsed_rate()  # validate early
+
+    def parsed_rate(self) -> float | str | None:
+        """'auto', None (off) or a float threshold."""
+        text = str(self.sparse_rate).strip().lower()
+        if text in ("auto", "off"):
+            return None if text == "off" else "auto"
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0.0 < value <= 1.0:
+            raise InputError(f"--sparse-rate must be auto, off or a number in (0, 1]; got {self.sparse_rate!r}")
+        return value
+
+
+OPTIONS = ConvertOptions
+
+
+@dataclass
+class ConvertReport:
+    """Everything a user (or the benchmark) needs to know about one conversion: pofa_report.json."""
+
+    source: str
+    source_path: str
+    task: str
+    model_type: str
+    int8: bool
+    synthetic: dict[str, Any] | None
+    seq_len: int
+    calibration: dict[str, Any]
+    sparse_rate: float | None
+    source_layers: list[dict[str, Any]]
+    ir_layers: list[dict[str, Any]]
+    zero_check: dict[str, Any]
+    outputs_vs_pytorch: dict[str, Any]
+    sparse_status: dict[str, Any]
+    files: dict[str, int]
+    seconds: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def convert(options: ConvertOptions, *, progress: Progress | None = None) -> ConvertReport:
+    """Convert ``options.model`` into ``options.output``; see the module docstring for the steps."""
+    say = progress or (lambda _msg: None)
+    out = Path(options.output)
+    check_writable(out, overwrite=options.overwrite)  # before any slow work
+    rate_opt = options.parsed_rate()
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
+    say("loading and validating the checkpoint")
+    ckpt = load_checkpoint(options.model, task=options.task, trust_remote_code=options.trust_remote_code)
+    if ckpt.tokenizer is None:
+        raise CheckpointError(f"{ckpt.path}: no tokenizer files (tokenizer.json or vocab.txt); save the "
+                              "tokenizer next to the model with tokenizer.save_pretrained")
+    max_len = int(getattr(ckpt.config, "max_position_embeddings", options.seq_len))
+    if options.seq_len > max_len:
+        raise InputError(f"--seq-len {options.seq_len} exceeds the model's max_position_embeddings ({max_len})")
+    source_weights = ckpt.linear_weights()
+    source_rows = layer_table(source_weights, eligible_if_int8=True)
+    warnings += _checkpoint_warnings(ckpt, source_rows, int8=options.int8)
+    lap("load")
+
+    say(f"tokenising calibration data ({options.calibration})")
+    calib, held = _calibration_feeds(ckpt, options)
+    lap("calibration_data")
+
+    with staged_output(out, overwrite=options.overwrite) as tmp:
+        say("exporting to OpenVINO (optimum-intel)")
+        ov_model = _export(ckpt, tmp / "_export")
+        lap("export")
+        if options.int8:
+            say(f"quantising to INT8 with NNCF ({len(calib)} samples)")
+            ov_model = _quantize(ov_model, calib)
+            lap("quantize")
+        import openvino as ov
+
+        ov.save_model(ov_model, str(tmp / f"{IR_NAME}.xml"), compress_to_fp16=False)
+        shutil.rmtree(tmp / "_export")
+        ckpt.config.save_pretrained(str(tmp))
+        ckpt.tokenizer.save_pretrained(str(tmp))
+        lap("save")
+
+        say("verifying the zero pattern of the saved IR")
+        from .ir import ir_weights, read_model
+
+        weights = ir_weights(read_model(tmp / f"{IR_NAME}.xml"))
+        checks = verify_zeros(source_weights, weights)
+        ir_rows = layer_table({w.matmul: w.effective for w in weights},
+                              dtype={w.matmul: w.dtype for w in weights})
+        lap("verify")
+
+        rate = _decide_rate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
+        from .runtime import SPARSE_KEY, load, write_runtime_config
+
+        write_runtime_config(tmp, {SPARSE_KEY: str(rate)} if rate is not None else {})
+        say("comparing IR outputs with PyTorch on held-back samples")
+        loaded = load(tmp)
+        outputs = compare_outputs(ckpt, loaded, held)
+        status = loaded.sparse_status()  # the comparison ran inferences at a static shape
+        lap("compare")
+
+        report = ConvertReport(
+            source=options.model,
+            source_path=str(ckpt.path.resolve()),
+            task=ckpt.task.value,
+            model_type=ckpt.model_type,
+            int8=options.int8,
+            synthetic=ckpt.synthetic,
+            seq_len=options.seq_len,
+            calibration={"source": options.calibration, "samples": len(calib), "holdout": len(held),
+                         "seed": options.seed},
+            sparse_rate=rate,
+            source_layers=[r.to_dict() for r in source_rows],
+            ir_layers=[dict(r.to_dict(), meets_rate=bool(rate is not None and r.eligible and r.sparsity >= rate))
+                       for r in ir_rows],
+            zero_check=_zero_summary(checks),
+            outputs_vs_pytorch=outputs,
+            sparse_status=status.to_dict(),
+            files={p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
+            seconds=seconds,
+            warnings=warnings,
+            versions=_versions(),
+        )
+        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        report.files[REPORT] = (tmp / REPORT).stat().st_size
+    return report
+
+
+def _checkpoint_warnings(ckpt: Checkpoint, rows: list[Any], *, int8: bool) -> list[str]:
+    warnings = []
+    if ckpt.synthetic:
+        warnings.append("synthetic checkpoint (randomly initialised): speed figures only, accuracy is meaningless")
+    if ckpt.newly_initialised:
+        shown = ", ".join(ckpt.newly_initialised[:3])
+        warnings.append(f"{len(ckpt.newly_initialised)} weights were not in the checkpoint and were newly "
+                        f"initialised ({shown}): this head is untrained for {ckpt.task.value}; fine-tune first")
+    encoder = [r for r in rows if ".layer." in r.name]
+    t = totals(encoder)
+    if encoder and t.sparsity < 0.5:
+        warnings.append(f"dense model: its encoder Linears are {t.sparsity:.1%} zeros; converting without "
+                        "sparse decompression")
+    return warnings
+
+
+def _calibration_feeds(ckpt: Checkpoint, options: ConvertOptions) -> tuple[list[dict[str, np.ndarray]],
+                                                                          list[dict[str, np.ndarray]]]:
+    from .calibration import encode, load_examples
+
+    wanted = options.samples + options.holdout
+    examples = load_examples(options.calibration, limit=wanted, seed=options.seed)
+    feeds = encode(ckpt.tokenizer, examples, seq_len=options.seq_len, task=ckpt.task.value)
+    if not feeds:
+        raise DataError(options.calibration, "no usable calibration samples; give a file with text in it")
+    # Hold back the tail for the output comparison, but never starve calibration.
+    n_held = min(options.holdout, len(feeds) // 4) if len(feeds) < wanted else options.holdout
+    calib = feeds[: len(feeds) - n_held][: options.samples]
+    return calib, feeds[len(feeds) - n_held:]
+
+
+def _export(ckpt: Checkpoint, folder: Path) -> Any:
+    import openvino as ov
+    from optimum.exporters.openvino import export_from_model
+
+    from .checkpoint import quiet_transformers
+
+    with quiet_transformers():
+        export_from_model(ckpt.model, str(folder), task=ckpt.task.value, stateful=False)
+    return ov.Core().read_model(str(folder / f"{IR_NAME}.xml"))
+
+
+def _quantize(ov_model: Any, calib: list[dict[str, np.ndarray]]) -> Any:
+    import nncf
+
+    names = {i.get_any_name() for i in ov_model.inputs}
+    data = [{k: v for k, v in feed.items() if k in names} for feed in calib]
+    # Transformer mode: SmoothQuant (rescales input columns only) and symmetric per-channel i8
+    # weights with zero point 0, so an exact zero weight quantises to exactly 0.
+    return nncf.quantize(ov_model, nncf.Dataset(data), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(data))
+
+
+def verify_zeros(source: dict[str, np.ndarray], weights: list[Any]) -> list[ZeroCheck]:
+    """Compare every IR weight that maps to a source Linear; raise on any lost zero.
+
+    Raises VerificationError when an encoder Linear cannot be found in the IR (its zeros could not
+    be proven), and SparsityLostError naming the layers when a source zero is not zero in the IR.
+    """
+    checks = []
+    seen = set()
+    for w in weights:
+        if w.source is None or w.source not in source:
+            continue
+        if w.source in seen:  # a weight shared by two MatMuls is checked once
+            continue
+        seen.add(w.source)
+        before = source[w.source]
+        after = w.effective
+        if before.shape != after.shape:
+            raise VerificationError(f"{w.matmul}: IR weight shape {after.shape} does not match source "
+                                    f"{w.source} {before.shape}; cannot verify zeros")
+        checks.append(compare(w.source, before, after))
+    missing = [name for name in source if ".layer." in name and name not in seen]
+    if missing or not checks:
+        raise VerificationError(f"{len(missing)} encoder Linears (e.g. {missing[:1]}) have no matching weight in "
+                                "the IR, so their zeros cannot be proven; the exporter changed layer names")
+    lost = [c for c in checks if c.lost]
+    if lost:
+        worst = max(lost, key=lambda c: c.lost)
+        raise SparsityLostError(f"{sum(c.lost for c in lost)} zeros of the source were lost in {len(lost)} layers "
+                                f"(worst: {worst.name}, {worst.lost} of {worst.zeros_before}); nothing was "
+                                "written. Quantise weights symmetrically (zero point 0) to keep them")
+    return checks
+
+
+def _zero_summary(checks: list[ZeroCheck]) -> dict[str, Any]:
+    return {
+        "layers_checked": len(checks),
+        "zeros_before": sum(c.zeros_before for c in checks),
+        "zeros_after": sum(c.zeros_after for c in checks),
+        "zeros_lost": sum(c.lost for c in checks),
+        "new_zeros_from_rounding": sum(c.new for c in checks),
+        "layers": [c.to_dict() for c in checks],
+    }
+
+
+def _decide_rate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: bool, warnings: list[str]) -> float | None:
+    eligible = [r for r in ir_rows if r.eligible]
+    if not int8:
+        if rate_opt not in ("auto", None):
+            warnings.append("--sparse-rate has no effect on an FP32 IR: sparse kernels need i8 weights (use --int8)")
+        return None
+    if rate_opt == "auto":
+        rate = choose_rate(r.sparsity for r in eligible)
+        if rate is None and eligible:
+            warnings.append("no eligible layer is at least 50% zeros: sparse decompression left off")
+        if not eligible:
+            warnings.append("no layer is eligible for sparse decompression (i8 weights with both dims multiples "
+                            "of 64): left off")
+        return rate
+    return None if rate_opt is None else float(rate_opt)
+
+
+def compare_outputs(ckpt: Checkpoint, loaded: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """IR outputs against PyTorch's on held-back samples: max |diff|, top-1 agreement, cosine."""
+    import torch
+
+    if not feeds:
+        return {"samples": 0, "note": "no held-back samples (--holdout 0)"}
+    per_output: dict[str, dict[str, list[float]]] = {}
+    with torch.inference_mode():
+        for feed in feeds:
+            ov_out = loaded.infer(feed)
+            pt_out = ckpt.model(**{k: torch.from_numpy(v) for k, v in feed.items()
+                                   if k in loaded.input_names})
+            mask = feed["attention_mask"].astype(bool)
+            for name, got in ov_out.items():
+                if not np.all(np.isfinite(got)):
+                    raise VerificationError(f"the converted model produced NaN/Inf for output {name!r} on held-back "
+                                            "calibration samples; the conversion is unusable")
+                ref = getattr(pt_out, name, None)
+                if ref is None:
+                    continue
+                ref = ref.float().numpy()
+                stats = per_output.setdefault(name, {"max_abs_diff": [], "top1": [], "cosine": []})
+                stats["max_abs_diff"].append(float(np.max(np.abs(got - ref))))
+                stats["cosine"].append(_cosine(got, ref))
+                if name != "last_hidden_state":
+                    a, b = got.argmax(-1), ref.argmax(-1)
+                    same = (a == b)[mask] if a.shape == mask.shape else (a == b).ravel()
+                    stats["top1"] += same.astype(float).tolist()
+    summary: dict[str, Any] = {"samples": len(feeds)}
+    for name, s in per_output.items():
+        summary[name] = {
+            "max_abs_diff": round(max(s["max_abs_diff"]), 6),
+            "mean_cosine": round(float(np.mean(s["cosine"])), 6),
+            **({"top1_agreement": round(float(np.mean(s["top1"])), 6)} if s["top1"] else {}),
+        }
+    return summary
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom else 1.0
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"pofa-deploy": __version__}
+    for pkg in ("openvino", "nncf", "optimum-intel", "transformers", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _progress_printer() -> Progress:
+    start = time.perf_counter()
+    step = [0]
+
+    def say(message: str) -> None:
+        step[0] += 1
+        print(f"[{time.perf_counter() - start:6.1f}s] {step[0]}. {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def main(options: ConvertOptions) -> int:
+    from .tables import conversion_summary
+
+    report = convert(options, progress=_progress_printer())
+    for message in report.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    print(conversion_summary(report.to_dict(), Path(options.output)))
+    return 0

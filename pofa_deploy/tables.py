@@ -1,0 +1,60 @@
+"""Plain-text tables for the terminal (presentation only: no computation happens here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> str:
+    """Aligned columns; ``right`` lists the column indexes to right-align (numbers)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def layer_rows(layers: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[row["name"], "x".join(map(str, row["shape"])), row["dtype"], pct(row["sparsity"]),
+             "yes" if row["eligible"] else "no"] for row in layers]
+
+
+def layers_text(layers: list[dict[str, Any]], totals: dict[str, Any], *, eligible_header: str = "eligible") -> str:
+    table = format_table(["layer", "shape", "dtype", "zeros", eligible_header], layer_rows(layers), right=(3,))
+    return (f"{table}\n\n{totals['layers']} layers, {pct(totals['sparsity'])} zeros overall; "
+            f"{totals['eligible_layers']} eligible for CPU sparse decompression "
+            f"({pct(totals['eligible_sparsity'])} zeros among them)")
+
+
+def conversion_summary(report: dict[str, Any], out: Path) -> str:
+    z = report["zero_check"]
+    status = report["sparse_status"]
+    lines = [
+        f"converted {report['source']} ({report['model_type']}, {report['task']}) -> {out}",
+        f"  precision     {'INT8 (NNCF, symmetric per-channel weights)' if report['int8'] else 'FP32'}",
+    ]
+    if report.get("synthetic"):
+        lines.append("  checkpoint    SYNTHETIC (random weights): speed figures only, accuracy is meaningless")
+    lines += [
+        f"  zero check    {z['layers_checked']} layers: {z['zeros_before']:,} zeros before, {z['zeros_after']:,} "
+        f"after, {z['zeros_lost']} lost, {z['new_zeros_from_rounding']:,} new from rounding",
+        f"  sparse rate   {report['sparse_rate'] if report['sparse_rate'] is not None else 'off'} "
+        f"(written to {out / 'runtime_config.json'})",
+        f"  this CPU      {status['summary']}",
+    ]
+    for name, stats in report["outputs_vs_pytorch"].items():
+        if isinstance(stats, dict):
+            agree = f", top-1 agreement {pct(stats['top1_agreement'])}" if "top1_agreement" in stats else ""
+            lines.append(f"  vs PyTorch    {name}: max |diff| {stats['max_abs_diff']:.4g}, cosine "
+                         f"{stats['mean_cosine']:.5f}{agree} on {report['outputs_vs_pytorch']['samples']} held-back samples")
+    lines.append(f"  report        {out / 'pofa_report.json'}")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pofa_deploy import convert as convert_mod
+from pofa_deploy.checkpoint import TASK_CLASSES, Task
+from pofa_deploy.convert import ConvertOptions, convert, verify_zeros
+from pofa_deploy.errors import InputError, OutputExistsError, SparsityLostError, VerificationError
+from pofa_deploy.ir import IRWeight, ir_weights, read_model
+from pofa_deploy.runtime import SPARSE_KEY, read_runtime_config
+
+FAST = {"samples": 8, "holdout": 4, "seq_len": 32}
+
+
+def _opts(ckpt, out, **kw):
+    return ConvertOptions(model=str(ckpt), output=out, **{**FAST, "int8": True, **kw})
+
+
+def _no_partials(out: Path):
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "bert"])
+@pytest.mark.parametrize("task", list(Task))
+def test_int8_every_arch_and_task(tiny_checkpoint, tmp_path, arch, task):
+    out = tmp_path / "out"
+    report = convert(_opts(tiny_checkpoint(arch, task), out))
+    z = report.zero_check
+    assert z["zeros_lost"] == 0 and z["layers_checked"] >= 12
+    assert z["zeros_after"] == z["zeros_before"] + z["new_zeros_from_rounding"]
+    names = {p.name for p in out.iterdir()}
+    assert {"openvino_model.xml", "openvino_model.bin", "config.json", "runtime_config.json",
+            "pofa_report.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert not _no_partials(out)
+    saved = json.loads((out / "pofa_report.json").read_text())
+    assert saved["synthetic"]["sparsity"] == 0.9 and saved["task"] == task.value
+    # every quantised encoder weight is i8 with zero point 0
+    ws = [w for w in ir_weights(read_model(out / "openvino_model.xml")) if w.source and ".layer." in w.source]
+    assert ws and all(w.dtype == "i8" and w.zero_point is None for w in ws)
+    assert read_runtime_config(out) == {SPARSE_KEY: "0.89"}
+    outputs = {k: v for k, v in report.outputs_vs_pytorch.items() if isinstance(v, dict)}
+    assert outputs and all(v["mean_cosine"] > 0.99 for v in outputs.values())
+    assert report.sparse_status["fully_connected"] >= 12
+    # loads in optimum-intel with the class matching the task
+    import optimum.intel
+
+    model = getattr(optimum.intel, TASK_CLASSES[task][1]).from_pretrained(out, compile=False)
+    assert model is not None
+
+
+def test_fp32_export_is_stored_as_fp32_and_keeps_zeros(tiny_checkpoint, tmp_path):
+    out = tmp_path / "fp32"
+    report = convert(_opts(tiny_checkpoint(), out, int8=False))
+    assert report.sparse_rate is None and report.zero_check["zeros_lost"] == 0
+    ws = ir_weights(read_model(out / "openvino_model.xml"))
+    assert {w.dtype for w in ws} == {"f32"}
+    # FP32 keeps values exactly: zeros after == zeros before, no new ones
+    assert report.zero_check["new_zeros_from_rounding"] == 0
+    assert read_runtime_config(out) == {}
+
+
+def test_lost_zero_is_refused_and_nothing_written(tiny_checkpoint, tmp_path, monkeypatch):
+    real = convert_mod._quantize
+
+    from safetensors.numpy import load_file
+
+    ckpt = tiny_checkpoint()
+    source = load_file(str(ckpt / "model.safetensors"))["distilbert.transformer.layer.0.attention.q_lin.weight"]
+    target = tuple(np.argwhere(source == 0)[0])
+
+    def quantize_then_break(model, calib):
+        q = real(model, calib)
+        # Inject the violation the check exists for: the i8 code at one source zero becomes 1.
+        import openvino as ov
+
+        from pofa_deploy.ir import _weight_chain
+
+        matmul = next(op for op in q.get_ordered_ops()
+                      if op.get_type_name() == "MatMul" and "layer.0.attention.q_lin/" in op.get_friendly_name())
+        const, _zp = _weight_chain(matmul.input_value(1).get_node())
+        data = np.array(const.get_data(), copy=True)
+        assert data[target] == 0
+        data[target] = 1
+        const.output(0).replace(ov.op.Constant(data).output(0))
+        return q
+
+    monkeypatch.setattr(convert_mod, "_quantize", quantize_then_break)
+    out = tmp_path / "out"
+    with pytest.raises(SparsityLostError, match="1 zeros of the source were lost in 1 layers"):
+        convert(_opts(ckpt, out))
+    assert not out.exists() and not _no_partials(out)
+
+
+def test_verify_zeros_unit():
+    src = {"enc.layer.0.q": np.array([[0.0, 1.0], [0.0, 0.5]], dtype=np.float32)}
+    ok = IRWeight("m", "enc.layer.0.q", "i8", np.array([[0, 3], [0, 0]], dtype=np.int8), None)
+    [check] = verify_zeros(src, [ok])
+    assert check.lost == 0 and check.new == 1
+    # an asymmetric zero point makes code 0 a nonzero weight: effective values catch it
+    zp = IRWeight("m", "enc.layer.0.q", "u8", np.array([[0, 3], [0, 0]], dtype=np.uint8), np.array([[2], [2]]))
+    with pytest.raises(SparsityLostError):
+        verify_zeros(src, [zp])
+    with pytest.raises(VerificationError, match="cannot be proven"):
+        verify_zeros(src, [IRWeight("m", None, "i8", np.zeros((2, 2), np.int8), None)])
+
+
+def test_interrupt_mid_conversion_leaves_nothing(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+
+    def progress(message):
+        if message.startswith("quantising"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(_opts(tiny_checkpoint(), out), progress=progress)
+    assert not out.exists() and not _no_partials(out)
+
+
+def test_existing_output_needs_overwrite(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert(_opts(tiny_checkpoint(), out))
+    assert (out / "keep.txt").read_text() == "precious"
+    convert(_opts(tiny_checkpoint(), out, overwrite=True))
+    assert not (out / "keep.txt").exists() and (out / "openvino_model.xml").exists()
+
+
+def test_failed_overwrite_keeps_previous_result(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous result")
+    with pytest.raises(InputError):
+        convert(_opts(tiny_checkpoint(), out, overwrite=True, calibration=str(tmp_path / "missing.txt")))
+    assert (out / "keep.txt").read_text() == "previous result"
+
+
+def test_dense_model_warns_and_leaves_decompression_off(tiny_checkpoint, tmp_path):
+    report = convert(_opts(tiny_checkpoint(sparsity=0.0), tmp_path / "out"))
+    assert report.sparse_rate is None
+    assert any("dense model" in w for w in report.warnings)
+    assert read_runtime_config(tmp_path / "out") == {}
+
+
+def test_explicit_and_off_sparse_rate(tiny_checkpoint, tmp_path):
+    r = convert(_opts(tiny_checkpoint(), tmp_path / "a", sparse_rate="0.5"))
+    encoder = [row for row in r.ir_layers if row["eligible"] and ".layer." in row["name"]]
+    assert r.sparse_rate == 0.5 and encoder and all(row["meets_rate"] for row in encoder)
+    r = convert(_opts(tiny_checkpoint(), tmp_path / "b", sparse_rate="off"))
+    assert r.sparse_rate is None
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("sparse_rate", "1.5", "--sparse-rate"), ("sparse_rate", "lots", "--sparse-rate"),
+    ("samples", 0, "--samples"), ("seq_len", -1, "--seq-len"), ("holdout", -2, "--holdout"),
+])
+def test_option_validation(field, value, message):
+    with pytest.raises(InputError, match=message):
+        ConvertOptions(model="m", output=Path("o"), **{field: value})
+
+
+def test_seq_len_beyond_model_limit(tiny_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        convert(_opts(tiny_checkpoint(), tmp_path / "out", seq_len=4096))
