@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("pofa_deploy.convert", "sparse HF checkpoint -> (NNCF INT8) OpenVINO IR, zeros verified"),
     "inspect": ("pofa_deploy.inspect", "per-layer zero table of a checkpoint folder or an IR"),
     "synth": ("pofa_deploy.synth", "write a seeded synthetic PoFA-shaped sparse checkpoint"),
+    "evaluate": ("pofa_deploy.evaluate", "SST-2/MNLI/QQP/QNLI/SQuAD scores of a checkpoint or an IR"),
     "finetune": ("pofa_deploy.finetune", "fine-tune on GLUE keeping every zero (distillation, pruning)"),
     "demo": ("pofa_deploy.demo", "offline end-to-end run on a real pretrained BERT (all-MiniLM-L6-v2)"),
 }

@@ -1,0 +1,140 @@
+"""The metrics the PoFA paper reports, in percent: accuracy, binary F1, SQuAD v1.1 EM and F1.
+
+The SQuAD functions follow the official v1.1 evaluation script: answers are normalised (lower
+case, punctuation removed, the articles a/an/the removed, whitespace collapsed) and each prediction
+is scored against its best-matching gold answer. ``best_spans`` turns start/end logits into answer
+strings the way the Hugging Face question-answering examples do (n-best start and end positions,
+spans inside the context only, at most ``max_answer_length`` tokens).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+
+
+def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
+    if len(predictions) != len(labels):
+        raise ValueError("predictions and labels differ in length")
+    if not labels:
+        return 0.0
+    return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def binary_f1(predictions: Sequence[int], labels: Sequence[int], *, positive: int = 1) -> float:
+    """F1 of the ``positive`` class (QQP: duplicate = 1)."""
+    pred = np.asarray(predictions) == positive
+    gold = np.asarray(labels) == positive
+    tp = int(np.sum(pred & gold))
+    if tp == 0:
+        return 0.0
+    precision = tp / int(np.sum(pred))
+    recall = tp / int(np.sum(gold))
+    return 100.0 * 2 * precision * recall / (precision + recall)
+
+
+def agreement(a: Sequence[object], b: Sequence[object]) -> float:
+    """Share of identical predictions, in percent."""
+    if len(a) != len(b):
+        raise ValueError("prediction lists differ in length")
+    if not a:
+        return 0.0
+    return 100.0 * sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def normalize_answer(text: str) -> str:
+    """Official SQuAD v1.1 normalisation: lower, drop punctuation, drop articles, collapse spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1(prediction: str, gold: str) -> float:
+    """Token-overlap F1 of two answers (0..1), after normalisation."""
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
+    """{"exact_match", "f1"} in percent; each prediction takes its best gold answer.
+
+    Questions without gold answers are skipped, as in the official script (it has none in v1.1).
+    """
+    if len(predictions) != len(golds):
+        raise ValueError("predictions and gold answers differ in length")
+    em = f1_total = 0.0
+    scored = 0
+    for prediction, answers in zip(predictions, golds, strict=True):
+        if not answers:
+            continue
+        scored += 1
+        em += max(exact_match(prediction, g) for g in answers)
+        f1_total += max(f1(prediction, g) for g in answers)
+    if scored == 0:
+        return {"exact_match": 0.0, "f1": 0.0}
+    return {"exact_match": 100.0 * em / scored, "f1": 100.0 * f1_total / scored}
+
+
+def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[tuple[int, int] | None], *,
+              n_best: int = 20, max_answer_length: int = 30) -> tuple[float, int, int] | None:
+    """(score, char start, char end) of the best valid span of one feature, or None.
+
+    Valid: both ends inside the context (offsets not None), end >= start, at most
+    ``max_answer_length`` tokens. Only the ``n_best`` highest start and end logits are considered.
+    """
+    n = len(offsets)
+    start = np.asarray(start_logits, dtype=np.float64)[:n]
+    end = np.asarray(end_logits, dtype=np.float64)[:n]
+    in_context = np.array([o is not None for o in offsets], dtype=bool)
+    if not in_context.any():
+        return None
+    starts = np.argsort(start)[::-1][:n_best]
+    ends = np.argsort(end)[::-1][:n_best]
+    s_idx, e_idx = np.meshgrid(starts, ends, indexing="ij")
+    length = e_idx - s_idx + 1
+    valid = in_context[s_idx] & in_context[e_idx] & (length >= 1) & (length <= max_answer_length)
+    if not valid.any():
+        return None
+    scores = np.where(valid, start[s_idx] + end[e_idx], -np.inf)
+    flat = int(np.argmax(scores))
+    s, e = int(s_idx.flat[flat]), int(e_idx.flat[flat])
+    first, last = offsets[s], offsets[e]
+    assert first is not None and last is not None
+    return float(scores.flat[flat]), first[0], last[1]
+
+
+def best_answers(contexts: Sequence[str], example_index: Sequence[int],
+                 offsets: Sequence[Sequence[tuple[int, int] | None]], start_logits: Sequence[np.ndarray],
+                 end_logits: Sequence[np.ndarray], *, n_best: int = 20,
+                 max_answer_length: int = 30) -> list[str]:
+    """The highest-scoring answer text per example over all its features ("" when none is valid)."""
+    best: list[tuple[float, str] | None] = [None] * len(contexts)
+    for f, ex in enumerate(example_index):
+        span = best_span(start_logits[f], end_logits[f], offsets[f], n_best=n_best,
+                         max_answer_length=max_answer_length)
+        if span is None:
+            continue
+        score, a, b = span
+        current = best[ex]
+        if current is None or score > current[0]:
+            best[ex] = (score, contexts[ex][a:b])
+    return [b[1] if b is not None else "" for b in best]

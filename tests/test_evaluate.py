@@ -1,0 +1,301 @@
+"""pofa-deploy evaluate: metrics against hand-computed values, checkpoints and IRs, every guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pofa_deploy.calibration import Recipe
+
+from pofa_deploy.checkpoint import Task
+from pofa_deploy.errors import DataError, InputError
+from pofa_deploy.evaluate import EvaluateOptions, Progress, evaluate, format_summary, label_map, main
+from pofa_deploy.metrics import (
+    accuracy,
+    agreement,
+    best_answers,
+    best_span,
+    binary_f1,
+    exact_match,
+    f1,
+    normalize_answer,
+    squad_scores,
+)
+from pofa_deploy.options import add_options, from_namespace, new_parser
+from pofa_deploy.synth import Arch, write_checkpoint
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def test_squad_normalisation_and_exact_match() -> None:
+    assert normalize_answer("The  Eiffel-Tower, in PARIS!") == "eiffeltower in paris"
+    assert normalize_answer("an apple a day") == "apple day"
+    assert normalize_answer("theatre") == "theatre"  # articles only as whole words
+    assert exact_match("the Eiffel Tower", "Eiffel tower") == 1.0
+    assert exact_match("Eiffel Tower.", "the Eiffel tower") == 1.0
+    assert exact_match("Eiffel", "Eiffel tower") == 0.0
+
+
+def test_squad_f1_by_hand() -> None:
+    # "cat sat on mat" vs "cat on mat": 3 common, precision 3/4, recall 1 -> 6/7
+    assert f1("the cat sat on the mat", "a cat on a mat") == pytest.approx(6 / 7)
+    assert f1("Paris", "London") == 0.0
+    assert f1("", "Paris") == 0.0
+    scores = squad_scores(["the cat sat on the mat", "1889", "nothing"],
+                          [["a cat on a mat", "cat sat on mat"], ["in 1889", "1889"], ["Paris"]])
+    assert scores["exact_match"] == pytest.approx(100 * 2 / 3)
+    assert scores["f1"] == pytest.approx(100 * 2 / 3)
+    # F1 takes the best gold independently of EM
+    assert squad_scores(["in 1889 AD"], [["1889", "in 1889"]])["f1"] == pytest.approx(100 * 0.8)
+
+
+def test_classification_metrics_by_hand() -> None:
+    assert accuracy([1, 0, 1, 1], [1, 1, 1, 0]) == 50.0
+    assert binary_f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(50.0)  # P = R = 1/2
+    assert binary_f1([1, 1, 1, 0], [1, 1, 0, 0]) == pytest.approx(100 * 0.8)  # P 2/3, R 1
+    assert binary_f1([0, 0], [1, 0]) == 0.0
+    assert agreement(["a", "b", "c", "d"], ["a", "b", "x", "d"]) == 75.0
+
+
+def test_best_span_respects_context_order_and_length() -> None:
+    # tokens: [CLS] q q [SEP] c0 c1 c2 c3 [SEP]; context char spans 0-3, 4-7, 8-11, 12-15
+    offsets: list[tuple[int, int] | None] = [None, None, None, None, (0, 3), (4, 7), (8, 11), (12, 15), None]
+    start = np.array([9.0, 8, 0, 0, 1, 5, 0, 0, 0])
+    end = np.array([9.0, 0, 0, 0, 0, 0, 1, 4, 7])
+    assert best_span(start, end, offsets) == (9.0, 4, 15)  # c1..c3; [CLS] and [SEP] are never answers
+    assert best_span(start, end, offsets, max_answer_length=2) == (6.0, 4, 11)  # c1..c2: c1..c3 is 3 tokens
+    end_before = np.array([0.0, 0, 0, 0, 9, 0, 0, 0, 0])
+    start_after = np.array([0.0, 0, 0, 0, 0, 0, 0, 9, 0])
+    assert best_span(start_after, end_before, offsets)[1:] in {(12, 15), (0, 3)}  # type: ignore[index]
+    assert best_span(start, end, [None] * 9) is None
+
+
+def test_best_answers_picks_the_best_window() -> None:
+    context = "alpha beta gamma delta"
+    offsets_a: list[tuple[int, int] | None] = [None, (0, 5), (6, 10), None]
+    offsets_b: list[tuple[int, int] | None] = [None, (11, 16), (17, 22), None]
+    answers = best_answers([context, "x"], [0, 0], [offsets_a, offsets_b],
+                           [np.array([0, 2.0, 0, 0]), np.array([0, 0, 5.0, 0])],
+                           [np.array([0, 2.0, 0, 0]), np.array([0, 0, 5.0, 0])])
+    assert answers == ["delta", ""]
+
+
+def test_label_map_reorders_named_labels() -> None:
+    cfg = {"id2label": {"0": "CONTRADICTION", "1": "NEUTRAL", "2": "ENTAILMENT"}}
+    assert label_map(cfg, Recipe.MNLI) == [2, 1, 0]
+    in_order = {"id2label": {"0": "entailment", "1": "neutral", "2": "contradiction"}}
+    assert label_map(in_order, Recipe.MNLI) is None
+    assert label_map({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}, Recipe.SST2) is None
+    assert label_map({}, Recipe.SST2) is None
+
+
+def test_progress_line() -> None:
+    import io
+
+    stream = io.StringIO()
+    bar = Progress("sst2", 4, enabled=True, stream=stream)
+    bar.update(2)
+    bar.update(2)
+    bar.close()
+    assert stream.getvalue() == "\rsst2:  50% (2/4)\rsst2: 100% (4/4)\n"
+    quiet = io.StringIO()
+    Progress("x", 1, stream=quiet).update(1)  # StringIO is not a terminal
+    assert quiet.getvalue() == ""
+
+
+# --- evaluating models ---------------------------------------------------------------------------
+
+SENTENCES = [("a good movie", 1), ("bad film", 0), ("it was good , very good", 1), ("the worst", 0),
+             ("what a film", 1), ("boring and bad and boring", 0), ("fine", 1), ("not good", 0),
+             ("the best movie of the year , funny and well made", 1), ("hate", 0)]
+
+
+@pytest.fixture(scope="module")
+def two_label(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt-sst2")
+    return write_checkpoint(folder, Arch.TINY_DISTILBERT, task=Task.TEXT_CLASSIFICATION, num_labels=2)
+
+
+@pytest.fixture(scope="module")
+def sst2_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sst2")
+    text = "sentence\tlabel\n" + "".join(f"{s} \t{label}\n" for s, label in SENTENCES)
+    (folder / "dev.tsv").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_evaluate_checkpoint_sst2(two_label: Path, sst2_data: Path) -> None:
+    result = evaluate(EvaluateOptions(model=str(two_label), task=Recipe.SST2, data=str(sst2_data),
+                                      compare=str(two_label), batch_size=3), progress=False)
+    assert result["benchmark"] == "SST-2" and result["split"] == "dev"
+    assert result["examples"] == len(SENTENCES)
+    model = result["model"]
+    assert model["format"] == "pytorch" and set(model["metrics"]) == {"accuracy"}
+    assert 0.0 <= model["metrics"]["accuracy"] <= 100.0
+    assert model["metrics"]["accuracy"] * len(SENTENCES) / 100 == pytest.approx(
+        round(model["metrics"]["accuracy"] * len(SENTENCES) / 100))
+    assert result["agreement"] == 100.0
+    assert any("synthetic" in w for w in result["warnings"]) and len(result["warnings"]) == 1
+    summary = format_summary(result)
+    assert "SST-2: 10 examples" in summary and "agreement: 100.00%" in summary
+
+
+def test_batching_does_not_change_predictions(two_label: Path, sst2_data: Path) -> None:
+    from pofa_deploy.evaluate import classify, load_model
+
+    model = load_model(str(two_label), Recipe.SST2)
+    from pofa_deploy.calibration import Example, load_examples
+
+    examples = load_examples(f"sst2:{sst2_data}", split="dev")
+    quiet = Progress("t", len(examples), enabled=False)
+    texts = [e for e in examples if isinstance(e, Example)]
+    one = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=1, progress=quiet)
+    many = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=4, progress=quiet)
+    assert one == many
+
+
+def test_qqp_reports_accuracy_and_f1(tiny_checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    folder = tmp_path / "qqp-model"
+    write_checkpoint(folder, Arch.TINY_BERT, task=Task.TEXT_CLASSIFICATION, num_labels=2)
+    rows = ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+            "1\t1\t2\thow?\twhy?\t1\n2\t3\t4\twho?\twho?\t0\n")
+    (tmp_path / "dev.tsv").write_text(rows)
+    result = evaluate(EvaluateOptions(model=str(folder), task=Recipe.QQP, data=str(tmp_path)), progress=False)
+    assert set(result["model"]["metrics"]) == {"accuracy", "f1"}
+
+
+def test_mnli_with_a_three_label_model(tiny_checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    header = "index\tsentence1\tsentence2\tgold_label\n"
+    (tmp_path / "dev_mismatched.tsv").write_text(header + "0\ta man\ta person\tentailment\n")
+    options = EvaluateOptions(model=str(tiny_checkpoint("distilbert")), task=Recipe.MNLI, data=str(tmp_path),
+                              split="dev_mismatched")
+    result = evaluate(options, progress=False)
+    assert result["benchmark"] == "MNLI-mm" and result["examples"] == 1
+    with pytest.raises(InputError, match=r"no dev_matched\.tsv"):
+        evaluate(EvaluateOptions(model=options.model, task=Recipe.MNLI, data=str(tmp_path)))
+
+
+def test_squad_on_a_qa_checkpoint(tiny_checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    context = "The Eiffel Tower is in Paris. It was built in 1889 for the world fair. " * 3
+    qas = [{"id": "a", "question": "Where is it?", "answers": [{"text": "Paris", "answer_start": 23}]},
+           {"id": "b", "question": "When was it built?", "answers": [{"text": "1889", "answer_start": 46}]}]
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+    (tmp_path / "dev-v1.1.json").write_text(json.dumps(data))
+    qa_model = str(tiny_checkpoint("bert", Task.QUESTION_ANSWERING))
+    options = EvaluateOptions(model=qa_model, task=Recipe.SQUAD, data=str(tmp_path), seq_len=48, stride=16,
+                              compare=qa_model)
+    result = evaluate(options, progress=False)
+    model = result["model"]
+    assert set(model["metrics"]) == {"exact_match", "f1"} and model["windows"] > 2
+    assert 0 <= model["metrics"]["f1"] <= 100
+    assert result["agreement"] == 100.0 and "identical answers" in format_summary(result)
+
+
+def test_head_and_label_count_guards(tiny_checkpoint: Callable[..., Path], two_label: Path, sst2_data: Path,
+                                     tmp_path: Path) -> None:
+    three = str(tiny_checkpoint("distilbert"))
+    with pytest.raises(InputError, match="has 3 labels but SST-2 has 2"):
+        evaluate(EvaluateOptions(model=three, task=Recipe.SST2, data=str(sst2_data)))
+    with pytest.raises(InputError, match="has 3 labels"):  # the compare model is checked too
+        evaluate(EvaluateOptions(model=str(two_label), task=Recipe.SST2, data=str(sst2_data), compare=three),
+                 progress=False)
+    qa = str(tiny_checkpoint("bert", Task.QUESTION_ANSWERING))
+    with pytest.raises(InputError, match="question-answering model; --task sst2 needs a text-classification"):
+        evaluate(EvaluateOptions(model=qa, task=Recipe.SST2, data=str(sst2_data)))
+    squad = tmp_path / "dev-v1.1.json"
+    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "c", "qas": [
+        {"id": "1", "question": "q", "answers": [{"text": "c", "answer_start": 0}]}]}]}]}))
+    with pytest.raises(InputError, match="--task squad needs a question-answering model"):
+        evaluate(EvaluateOptions(model=str(two_label), task=Recipe.SQUAD, data=str(squad)))
+
+
+def test_data_guards(two_label: Path, tmp_path: Path) -> None:
+    model = str(two_label)
+    with pytest.raises(InputError, match=r"--data .*no such file or folder"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(tmp_path / "absent")))
+    with pytest.raises(InputError, match="pass --data PATH"):  # offline, no --data
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2))
+    unlabelled = tmp_path / "u.jsonl"
+    unlabelled.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
+    with pytest.raises(DataError, match="example 2 has no label"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(unlabelled)))
+    no_answers = tmp_path / "s.json"
+    paragraphs = [{"context": "c", "qas": [{"id": "1", "question": "q"}]}]
+    no_answers.write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}))
+    with pytest.raises(DataError, match="no question has a gold answer"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SQUAD, data=str(no_answers)))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\nfine\t1\nbroken\t7\n")
+    with pytest.raises(DataError, match=r"bad.tsv:3: .*out of range"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(bad)))
+    good = tmp_path / "good.tsv"
+    good.write_text("sentence\tlabel\nfine\t1\n")
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(good), seq_len=512))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("batch_size", 0, "--batch-size"), ("seq_len", 4, "--seq-len"), ("limit", 0, "--limit"),
+    ("stride", -1, "--stride")])
+def test_option_guards(field: str, value: int, message: str) -> None:
+    extra: dict[str, Any] = {field: value}
+    with pytest.raises(InputError, match=message):
+        EvaluateOptions(model="m", task=Recipe.SST2, **extra)
+
+
+def test_command_line(two_label: Path, sst2_data: Path, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    parser = new_parser("pofa-deploy evaluate", "test")
+    add_options(parser, EvaluateOptions)
+    out_json = tmp_path / "r" / "result.json"
+    ns = parser.parse_args([str(two_label), "--task", "SST2", "--data", str(sst2_data), "--limit", "4",
+                            "--batch-size", "2", "--json", str(out_json)])
+    options = from_namespace(EvaluateOptions, ns)
+    assert options.task is Recipe.SST2 and options.json == out_json and options.split == "dev"
+    assert main(options) == 0
+    captured = capsys.readouterr()
+    assert "SST-2: 4 examples" in captured.out and "accuracy" in captured.out
+    assert "warning:" in captured.err and "synthetic" in captured.err
+    saved = json.loads(out_json.read_text())
+    assert saved["examples"] == 4 and saved["model"]["format"] == "pytorch"
+    assert saved["metrics_in"] == "percent"
+
+
+def test_cli_registers_evaluate() -> None:
+    from pofa_deploy.cli import COMMANDS
+
+    assert COMMANDS["evaluate"][0] == "pofa_deploy.evaluate"
+
+
+# --- OpenVINO IR ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converted(two_label: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    convert_mod = pytest.importorskip("pofa_deploy.convert")
+    out = tmp_path_factory.mktemp("ir") / "sst2-int8"
+    convert_mod.convert(convert_mod.ConvertOptions(model=str(two_label), output=out, int8=True, samples=8,
+                                                   seq_len=32))
+    return out
+
+
+def test_evaluate_ir_against_its_checkpoint(converted: Path, two_label: Path, sst2_data: Path,
+                                           tmp_path: Path) -> None:
+    result = evaluate(EvaluateOptions(model=str(converted), task=Recipe.SST2, data=str(sst2_data),
+                                      compare=str(two_label), batch_size=4), progress=False)
+    assert result["model"]["format"] == "openvino" and result["compare"]["format"] == "pytorch"
+    assert result["examples"] == len(SENTENCES)
+    assert 0 <= result["model"]["metrics"]["accuracy"] <= 100
+    assert result["agreement"] >= 50.0  # INT8 may flip near-ties of a random model, not half of them
+    assert "OpenVINO" in format_summary(result)
+    xml = evaluate(EvaluateOptions(model=str(converted / "openvino_model.xml"), task=Recipe.SST2,
+                                   data=str(sst2_data)), progress=False)
+    assert xml["model"]["metrics"] == result["model"]["metrics"]
+    mnli = tmp_path / "dev_matched.tsv"
+    mnli.write_text("sentence1\tsentence2\tgold_label\na\tb\tneutral\n")
+    with pytest.raises(InputError, match="has 2 labels but MNLI has 3"):
+        evaluate(EvaluateOptions(model=str(converted), task=Recipe.MNLI, data=str(tmp_path)))
