@@ -67,7 +67,7 @@ class Checkpoint:
     source: str
     model_type: str
     task: Task
-    model: torch.nn.Module
+    model: Any  # a transformers PreTrainedModel (torch.nn.Module)
     config: Any
     tokenizer: Any | None
     weight_files: list[Path]
@@ -234,10 +234,8 @@ def load_checkpoint(source: str | Path, *, task: Task | None = None,
     ``num_labels`` sets the size of a classification head that the checkpoint does not have yet."""
     path = resolve(source)
     cfg = read_config(path)
-    if trust_remote_code:
-        model_type = str(cfg.get("model_type", ""))
-    else:
-        model_type = check_architecture(path, cfg)
+    # With remote code allowed, the checkpoint's own code defines the architecture.
+    model_type = str(cfg.get("model_type", "")) if trust_remote_code else check_architecture(path, cfg)
     task = Task(task) if task is not None else infer_task(path, cfg)
     files = weight_files(path)
     validate_weights(files)

@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, Task, load_checkpoint
 from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
 from .options import option
 from .outputs import check_writable, staged_output
-from .sparsity import ZeroCheck, choose_rate, compare, is_eligible, layer_table, totals
+from .sparsity import ZeroCheck, choose_rate, compare, layer_table, totals
 
 REPORT = "pofa_report.json"
 IR_NAME = "openvino_model"

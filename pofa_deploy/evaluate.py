@@ -50,7 +50,7 @@ MAX_ANSWER_LENGTH = 30
 class EvaluateOptions:
     model: str = option(help="PyTorch checkpoint folder, or a folder converted by pofa-deploy convert",
                         positional=True)
-    task: Recipe = option(help="benchmark to score on")  # noqa: RUF009 - option() is a field
+    task: Recipe = option(help="benchmark to score on")
     data: str | None = option(None, help="the benchmark's original files: a folder (GLUE train.tsv/dev.tsv, "
                               "MNLI dev_matched.tsv, SQuAD dev-v1.1.json) or one file; without it the hub "
                               "copy is used when the `datasets` library and the network are available")
@@ -62,7 +62,7 @@ class EvaluateOptions:
     stride: int = option(128, help="SQuAD only: tokens shared by consecutive windows of a long context "
                         "(reduced where the question leaves too little room)")
     limit: int | None = option(None, help="evaluate only the first N examples")
-    json: Path | None = option(None, help="also write the full result as JSON to this file",  # noqa: RUF009
+    json: Path | None = option(None, help="also write the full result as JSON to this file",
                                metavar="PATH")
 
     def __post_init__(self) -> None:

@@ -80,9 +80,9 @@ class FinetuneOptions:
     model: str = option(help="sparse (or, with --prune-to, dense) checkpoint folder or hub id",
                         positional=True)
     task: str = option(help="GLUE task: sst2, mnli, qqp or qnli", metavar="{" + "|".join(TASK_LABELS) + "}")
-    data: Path = option(help="folder with the task's GLUE files "  # noqa: RUF009 - option() is a field
+    data: Path = option(help="folder with the task's GLUE files "
                         "(train.tsv; dev.tsv for accuracy)")
-    output: Path = option(help="output checkpoint folder (written only when complete)",  # noqa: RUF009
+    output: Path = option(help="output checkpoint folder (written only when complete)",
                           flags=("-o", "--output"))
     teacher: str | None = option(None, help="fine-tuned dense teacher (same labels) for knowledge "
                                  "distillation")

@@ -36,7 +36,6 @@ def inspect_path(path: str | Path, *, trust_remote_code: bool = False) -> dict[s
         kind = "openvino-ir"
         eligible_note = "2-D i8 weight of a FullyConnected, both dims multiples of 64"
     else:
-        from .checkpoint import load_checkpoint
 
         ckpt = _load_any_task(p, trust_remote_code)
         rows = layer_table(ckpt.linear_weights(), eligible_if_int8=True)

@@ -118,7 +118,7 @@ def read_model(xml: Path) -> Any:
 
 
 def is_ir(path: Path) -> bool:
-    return path.suffix == ".xml" and path.is_file() or (path / "openvino_model.xml").is_file()
+    return (path.suffix == ".xml" and path.is_file()) or (path / "openvino_model.xml").is_file()
 
 
 def ir_xml(path: Path) -> Path:

@@ -179,7 +179,7 @@ def dummy_inputs(names: list[str], *, batch: int, seq_len: int, vocab: int = 100
     return feed
 
 
-def compile_config(folder: Path, *, sparse_rate: float | None | str = "config",
+def compile_config(folder: Path, *, sparse_rate: float | str | None = "config",
                    precision: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The properties a folder is compiled with: its runtime_config.json, then overrides.
 
@@ -196,7 +196,7 @@ def compile_config(folder: Path, *, sparse_rate: float | None | str = "config",
     return config
 
 
-def load(path: str | Path, *, sparse_rate: float | None | str = "config", precision: str | None = None,
+def load(path: str | Path, *, sparse_rate: float | str | None = "config", precision: str | None = None,
          extra: dict[str, str] | None = None, device: str = "CPU") -> LoadedModel:
     """Compile a converted folder (or an .xml) with its runtime configuration applied."""
     import openvino as ov

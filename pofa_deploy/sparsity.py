@@ -135,7 +135,7 @@ def magnitude_mask(weight: np.ndarray, sparsity: float) -> np.ndarray:
     round(sparsity * size) of them; ties broken by position so the count is exact)."""
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    k = int(round(sparsity * weight.size))
+    k = round(sparsity * weight.size)
     keep = np.ones(weight.size, dtype=bool)
     if k:
         order = np.argsort(np.abs(weight).ravel(), kind="stable")

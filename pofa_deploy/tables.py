@@ -13,7 +13,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        pairs = enumerate(zip(row, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs)
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
@@ -54,7 +55,8 @@ def conversion_summary(report: dict[str, Any], out: Path) -> str:
     for name, stats in report["outputs_vs_pytorch"].items():
         if isinstance(stats, dict):
             agree = f", top-1 agreement {pct(stats['top1_agreement'])}" if "top1_agreement" in stats else ""
+            n = report["outputs_vs_pytorch"]["samples"]
             lines.append(f"  vs PyTorch    {name}: max |diff| {stats['max_abs_diff']:.4g}, cosine "
-                         f"{stats['mean_cosine']:.5f}{agree} on {report['outputs_vs_pytorch']['samples']} held-back samples")
+                         f"{stats['mean_cosine']:.5f}{agree} on {n} held-back samples")
     lines.append(f"  report        {out / 'pofa_report.json'}")
     return "\n".join(lines)

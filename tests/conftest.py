@@ -16,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pofa_deploy.checkpoint import Task  # noqa: E402
-from pofa_deploy.synth import Arch, write_checkpoint  # noqa: E402
+from pofa_deploy.checkpoint import Task
+from pofa_deploy.synth import Arch, write_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

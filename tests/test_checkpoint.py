@@ -19,6 +19,8 @@ def test_loads_every_arch_and_task(tiny_checkpoint, arch, task):
     for name, w in encoder.items():
         assert (w == 0).sum() == round(0.9 * w.size), name
     assert ckpt.tokenizer is not None
+    ids = ckpt.tokenizer("the movie was good")["input_ids"]
+    assert ckpt.tokenizer.unk_token_id not in ids and len(ckpt.tokenizer) == ckpt.config.vocab_size
 
 
 def _copy(src, tmp_path):
@@ -32,12 +34,12 @@ def test_missing_path_and_file_path(tmp_path):
         resolve(tmp_path / "nope")
     f = tmp_path / "file.txt"
     f.write_text("x")
-    with pytest.raises(InputError, match="is a file"):
+    with pytest.raises(InputError, match=r"is a file"):
         resolve(f)
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         load_checkpoint(tmp_path)
 
 
