@@ -1,0 +1,401 @@
+"""pofa-deploy benchmark: statistics, interleaving, every variant on a tiny model, sparse status, files,
+peak, bad input. Durations are a few iterations: these tests check behaviour, never speed."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pofa_deploy import bench, cli
+from pofa_deploy.bench import (
+    BenchmarkOptions,
+    Variant,
+    bootstrap_ratio_ci,
+    graph_flops,
+    interleave,
+    latency_stats,
+    parse_shape,
+    percentile,
+    quantiles,
+    round_ratios,
+    split_budget,
+    spread,
+)
+from pofa_deploy.errors import InputError
+from pofa_deploy.runtime import has_amx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["benchmark", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+# -- statistics on hand-made samples -----------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank_like_benchmark_app() -> None:
+    values = [float(v) for v in range(1, 11)]  # 1..10
+    assert percentile(values, 50) == 5.0
+    assert percentile(values, 90) == 9.0
+    assert percentile(values, 91) == 10.0
+    assert percentile(values, 1) == 1.0
+    assert percentile(values, 100) == 10.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # sorts first
+    rng = np.random.default_rng(0)
+    sample = sorted(rng.exponential(size=97).tolist())
+    for p in (1, 25, 50, 90, 99, 100):  # benchmark_app: values[ceil(len * p / 100) - 1]
+        assert percentile(sample, p) == sample[math.ceil(len(sample) * p / 100) - 1]
+    assert quantiles(sample, [0, 50, 100]) == [sample[0], percentile(sample, 50), sample[-1]]
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_latency_stats() -> None:
+    stats = latency_stats([4.0, 1.0, 3.0, 2.0, 10.0], extra_percentile=80)
+    assert stats["count"] == 5
+    assert (stats["min"], stats["median"], stats["max"]) == (1.0, 3.0, 10.0)
+    assert stats["mean"] == pytest.approx(4.0)
+    assert stats["p90"] == 10.0 and stats["p99"] == 10.0
+    assert stats["p80"] == 4.0
+    assert stats["std"] == pytest.approx(float(np.std([4, 1, 3, 2, 10], ddof=1)))
+
+
+def test_round_ratios_and_their_spread() -> None:
+    # sync: baseline latency / variant latency, round by round
+    per = round_ratios([10.0, 20.0, 30.0, 12.0], [5.0, 10.0, 10.0, 6.0], higher_is_better=False)
+    assert per == [2.0, 2.0, 3.0, 2.0]
+    s = spread(per)
+    assert s == {"median": 2.0, "q1": 2.0, "q3": 2.25, "min": 2.0, "max": 3.0, "rounds": 4}
+    # async: variant throughput / baseline throughput
+    assert round_ratios([100.0, 50.0], [300.0, 100.0], higher_is_better=True) == [3.0, 2.0]
+    with pytest.raises(ValueError):
+        round_ratios([1.0], [1.0, 2.0], higher_is_better=True)
+
+
+def test_bootstrap_interval_brackets_the_true_ratio() -> None:
+    rng = np.random.default_rng(1)
+    base = (10.0 + rng.normal(0, 0.5, size=400)).tolist()
+    fast = (5.0 + rng.normal(0, 0.25, size=400)).tolist()
+    lo, hi = bootstrap_ratio_ci(base, fast, reps=300)
+    assert lo < 2.0 < hi
+    assert hi - lo < 0.2
+
+
+def test_interleaving_order_and_budget_split() -> None:
+    assert interleave(["A", "B", "C"], 2) == [(0, "A"), (0, "B"), (0, "C"), (1, "A"), (1, "B"), (1, "C")]
+    assert split_budget(7, 3) == [3, 2, 2]
+    assert sum(split_budget(100, 7)) == 100
+
+
+def test_parse_shape() -> None:
+    assert parse_shape("[1,128]") == (1, 128)
+    assert parse_shape("input_ids[8,64],attention_mask[8,64]") == (8, 64)
+    for bad in ("[1,128,3]", "1,128", "input_ids[1,128],attention_mask[1,64]", "[0,16]", "[1,?]"):
+        with pytest.raises(InputError, match="-shape"):
+            parse_shape(bad)
+
+
+def test_graph_flops_counts_linear_and_attention() -> None:
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([2, 8, 16], ov.Type.f32, name="x")
+    w = ops.constant(np.ones((32, 16), dtype=np.float32))
+    lin = ops.matmul(x, w, False, True)  # [2,8,32]: 2*(2*8*32)*16
+    q = ops.parameter([1, 2, 4, 8], ov.Type.f32, name="q")
+    att = ops.scaled_dot_product_attention(q, q, q, causal=False)  # 2*2*4*4*8 (QK^T) + same (xV)
+    act = ops.matmul(q, q, False, True)  # activation x activation: [1,2,4,4] = 2*(2*4*4)*8
+    model = ov.Model([ops.result(lin), ops.result(att), ops.result(act)], [x, q])
+    flops = graph_flops(model)
+    assert flops["linear"] == 2 * (2 * 8 * 32) * 16
+    assert flops["attention"] == 2 * 2 * 4 * 4 * 8 * 2 + 2 * (2 * 4 * 4) * 8
+    assert flops["total"] == flops["linear"] + flops["attention"]
+
+
+def test_bench_imports_neither_torch_nor_nncf() -> None:
+    code = ("import sys, pofa_deploy.bench, pofa_deploy.report; "
+            "bad = [m for m in ('torch', 'nncf', 'transformers', 'matplotlib') if m in sys.modules]; "
+            "print(*bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- a tiny converted model, benchmarked once for the tests below ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pofa_deploy.convert import ConvertOptions, convert
+
+    out = tmp_path_factory.mktemp("bench") / "int8"
+    convert(ConvertOptions(model=str(tiny_checkpoint("distilbert")), output=out, int8=True, samples=8,
+                           holdout=2, seq_len=32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.fixture(scope="module")
+def peak_run(cache_dir: Path) -> tuple[int, str, str]:
+    return run_cli("--peak", "--peak-time", "0.1", "--peak-shape", "64,256,256",
+                   "--cache-dir", str(cache_dir))
+
+
+@pytest.fixture(scope="module")
+def full_run(int8_dir: Path, cache_dir: Path, peak_run: tuple[int, str, str],
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-out")
+    code, stdout, stderr = run_cli(str(int8_dir), "-niter", "6", "--rounds", "3", "--warmup", "1",
+                                   "--seq-len", "16", "-b", "1,2", "-pc", "--cache-dir", str(cache_dir),
+                                   "--output-dir", str(out))
+    assert code == 0, stderr
+    return {"out": out, "stdout": stdout, "stderr": stderr,
+            "result": json.loads((out / "benchmark.json").read_text())}
+
+
+ALL = ["pytorch-fp32", "ov-fp32", "ov-bf16", "int8", "int8-sparse"]
+
+
+def test_every_variant_runs_interleaved(full_run: dict[str, Any]) -> None:
+    result = full_run["result"]
+    expected = [v for v in ALL if v != "ov-bf16" or bench.bf16_supported()]
+    assert [(c["batch"], c["seq_len"]) for c in result["configs"]] == [(1, 16), (2, 16)]
+    for cfg in result["configs"]:
+        assert list(cfg["results"]) == expected
+        # A B C A B C ...: every round runs every variant once, in the same order
+        assert [s["variant"] for s in cfg["schedule"]] == expected * 3
+        assert [s["round"] for s in cfg["schedule"]] == [r for r in range(3) for _ in expected]
+        starts = [s["start_s"] for s in cfg["schedule"]]
+        assert starts == sorted(starts)
+        for name, e in cfg["results"].items():
+            assert e["iterations"] == 6, name  # -niter 6 over 3 rounds
+            assert [r["iterations"] for r in e["rounds_detail"]] == [2, 2, 2]
+            assert e["throughput"] > 0 and e["latency_ms"]["median"] > 0
+            assert e["latency_ms"]["min"] <= e["latency_ms"]["median"] <= e["latency_ms"]["max"]
+            assert e["flops"]["total"] > e["flops"]["linear"] > 0
+        assert cfg["results"]["ov-fp32"]["compiled"]["INFERENCE_PRECISION_HINT"] == "f32"
+        if "ov-bf16" in cfg["results"]:
+            assert cfg["results"]["ov-bf16"]["compiled"]["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" in cfg["results"]["int8-sparse"]["compiled"]
+        assert cfg["results"]["int8"]["compiled"]["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] == "1.0"  # off
+    if not bench.bf16_supported():
+        assert "avx512_bf16" in result["skipped"]["ov-bf16"]
+    assert "tokenised" in result["configs"][0]["results"]["int8"]["inputs"]
+
+
+def test_ratios_to_the_pytorch_baseline(full_run: dict[str, Any]) -> None:
+    result = full_run["result"]
+    assert result["baseline"] == "pytorch-fp32"
+    assert "speedup.median_iqr_min_max" in result["definitions"]
+    for cfg in result["configs"]:
+        base = cfg["results"]["pytorch-fp32"]["speedup"]
+        assert base["per_round"] == [1.0, 1.0, 1.0]
+        for name, e in cfg["results"].items():
+            s = e["speedup"]
+            assert len(s["per_round"]) == 3
+            assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+            if name != "pytorch-fp32":
+                lo, hi = s["ci95"]
+                assert 0 < lo <= hi
+                expected = cfg["results"]["pytorch-fp32"]["latency_ms"]["median"] / e["latency_ms"]["median"]
+                assert s["overall"] == pytest.approx(expected)
+
+
+def test_sparse_status_is_read_from_the_runtime_graph(full_run: dict[str, Any]) -> None:
+    result = full_run["result"]
+    for cfg in result["configs"]:
+        sparse = cfg["results"]["int8-sparse"]["sparse"]
+        dense = cfg["results"]["int8"]["sparse"]
+        assert sparse["amx"] is has_amx()
+        assert sparse["requested_rate"] is not None and dense["requested_rate"] is None
+        assert sparse["fully_connected"] > 0
+        assert 0 < sparse["eligible_meeting_rate"] <= sparse["eligible_weights"]
+        assert "pytorch-fp32" not in cfg["results"] or "sparse" not in cfg["results"]["pytorch-fp32"]
+        if not has_amx():  # this machine: KVM Xeon with AVX-512 but no AMX
+            assert sparse["sparse_nodes"] == 0
+            assert sparse["effect"] == "none: no AMX"
+            assert "no effect on this CPU" in sparse["summary"] and "no AMX" in sparse["summary"]
+    if not has_amx():
+        assert "no effect on this CPU" in full_run["stdout"]
+
+
+def test_perf_counts_by_layer_type(full_run: dict[str, Any]) -> None:
+    cfg = full_run["result"]["configs"][0]
+    pc = cfg["results"]["int8-sparse"]["perf_counts"]
+    assert pc["fully_connected"]["nodes"] > 0
+    assert pc["by_layer_type"] and all(row["ms"] >= 0 for row in pc["by_layer_type"])
+    assert sum(pc["fully_connected"]["kernels"].values()) == pc["fully_connected"]["nodes"]
+    if not has_amx():
+        assert pc["fully_connected"]["sparse"] == 0
+    assert "perf_counts" not in cfg["results"]["pytorch-fp32"]
+    assert "-pc int8-sparse" in full_run["stdout"]
+
+
+def test_files_table_and_environment(full_run: dict[str, Any]) -> None:
+    out: Path = full_run["out"]
+    for name in ("benchmark.json", "benchmark.csv", "benchmark.md", "latency.png", "throughput.png",
+                 "speedup_vs_seq.png"):
+        assert (out / name).is_file(), name
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = full_run["result"]
+    n_variants = len(result["configs"][0]["results"])
+    lines = (out / "benchmark.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 2 * n_variants and lines[0].startswith("model,batch,seq_len")
+    md = (out / "benchmark.md").read_text()
+    assert "## batch 2, seq_len 16" in md and "Sparse kernels" in md
+    env = result["environment"]
+    assert env["cpu_model"] and env["versions"]["openvino"] != "not installed"
+    assert env["versions"]["torch"] and env["date"] and env["threads_used"] >= 1
+    assert "amx" in env and isinstance(env["cpu_flags"], list)
+    assert "command" in env and "git" in env
+    table = full_run["stdout"]
+    assert "batch 1, seq_len 16" in table and "speed-up" in table and "int8-sparse" in table
+    assert "round 3/3" in full_run["stderr"]  # progress display went to stderr
+
+
+def test_peak_measures_and_is_used(peak_run: tuple[int, str, str], full_run: dict[str, Any],
+                                   cache_dir: Path) -> None:
+    code, stdout, stderr = peak_run
+    assert code == 0, stderr
+    assert "int8" in stdout and "fp32" in stdout
+    cached = json.loads((cache_dir / "peak.json").read_text())
+    (peak,) = cached.values()
+    for precision in ("int8", "fp32"):
+        assert peak[precision]["ops_per_second"] > 0
+        assert peak[precision]["verified"], peak[precision]
+    assert peak["int8"]["runtime_precision"] in ("u8", "i8")
+    for cfg in full_run["result"]["configs"]:
+        e = cfg["results"]["int8-sparse"]
+        assert e["peak_precision"] == "int8" and e["peak_share"] > 0
+        assert e["ops_per_second"] == pytest.approx(e["peak_share"] * peak["int8"]["ops_per_second"])
+        assert cfg["results"]["pytorch-fp32"]["peak_precision"] == "fp32"
+
+
+def test_peak_int8_without_nncf_uses_fake_quantize() -> None:
+    peak = bench.measure_peak(shape=(64, 128, 128), seconds=0.05, use_nncf=False)
+    assert peak["int8"]["method"].startswith("FakeQuantize")
+    assert peak["int8"]["verified"] and peak["int8"]["ops_per_second"] > 0
+
+
+def test_async_json_shape_and_load_config(int8_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"CPU": {"NUM_STREAMS": "1"}}))
+    code, stdout, stderr = run_cli(str(int8_dir), "--variants", "int8,int8-sparse", "-api", "async",
+                                   "-nireq", "2", "-niter", "8", "--rounds", "2", "-shape", "[1,16]",
+                                   "-load_config", str(cfg_file), "-json_stats", "--no-plots",
+                                   "--cache-dir", str(cache_dir),
+                                   "--output-dir", str(tmp_path / "out"))
+    assert code == 0, stderr
+    result = json.loads(stdout)  # -json_stats: JSON on stdout, table on stderr
+    assert "int8-sparse" in stderr
+    assert result["api"] == "async" and result["baseline"] == "int8"
+    assert any("baseline is int8" in n for n in result["notes"])
+    (cfg,) = result["configs"]
+    e = cfg["results"]["int8-sparse"]
+    assert e["compiled"]["nireq"] == 2 and e["compiled"]["NUM_STREAMS"] == "1"
+    assert e["compiled"]["PERFORMANCE_HINT"] == "THROUGHPUT"
+    assert e["iterations"] == 8
+    assert e["speedup"]["overall"] == pytest.approx(e["throughput"] / cfg["results"]["int8"]["throughput"])
+    assert not (tmp_path / "out" / "latency.png").exists()
+
+
+def test_ir_only_machine_path(int8_dir: Path, cache_dir: Path, full_run: dict[str, Any], tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a lent Xeon with only openvino sees: no torch, no source checkpoint, a given FP32 IR."""
+    fp32 = next((cache_dir / "ir").glob("*-fp32-*"))  # converted by full_run from the report's source_path
+    monkeypatch.setattr(bench, "_torch_missing", lambda: "torch is not installed here")
+    options = BenchmarkOptions(model=int8_dir, variants=(Variant.PYTORCH_FP32, Variant.OV_FP32, Variant.INT8),
+                               fp32_ir=fp32, niter=2, rounds=1, warmup=0, seq_len=(16,), cache_dir=cache_dir)
+    result = bench.benchmark(options)
+    assert result["skipped"]["pytorch-fp32"] == "torch is not installed here"
+    assert result["baseline"] == "ov-fp32"
+    assert list(result["configs"][0]["results"]) == ["ov-fp32", "int8"]
+
+
+# -- bad input: one line, exit code 2, the flag and the fix named ------------------------------------
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["{missing}"], "MODEL {missing}: no such folder"),
+    (["{ckpt}"], "no OpenVINO IR here"),
+    (["{ir}", "-t", "0"], "-t/--time must be a positive number"),
+    (["{ir}", "-t", "-2"], "-t/--time must be a positive number"),
+    (["{ir}", "-niter", "0"], "-niter/--niter must be a positive integer"),
+    (["{ir}", "--rounds", "-1"], "--rounds must be a positive integer"),
+    (["{ir}", "--seq-len", "16,4096"], "--seq-len 4096 exceeds the model's max_position_embeddings (128"),
+    (["{ir}", "-shape", "[1,4096]"], "exceeds the model's max_position_embeddings"),
+    (["{ir}", "-shape", "[1,two]"], "-shape '[1,two]': expected one static [BATCH,SEQ_LEN]"),
+    (["{ir}", "-b", "0"], "-b/--batch values must be positive integers"),
+    (["{ir}", "-api", "fast"], "must be one of sync, async; got 'fast'"),
+    (["{ir}", "-hint", "speed"], "must be one of latency, throughput, none; got 'speed'"),
+    (["{ir}", "--variants", "int8,int4"], "--variants must be one of pytorch-fp32"),
+    (["{ir}", "--variants", "int8-dense"], "int8-dense needs --dense MODEL"),
+    (["{ir}", "-t", "1", "-niter", "5"], "give -t/--time or -niter/--niter, not both"),
+    (["{ir}", "-latency_percentile", "101"], "must be in 1..100"),
+    (["{ir}", "-load_config", "{missing}"], "-load_config {missing}: no such file"),
+    (["{ir}", "--sparse-rate", "2"], "--sparse-rate must be in (0, 1]"),
+    (["{ir}", "--fp32-ir", "{ckpt}", "--variants", "ov-fp32"], "--fp32-ir {ckpt}: no OpenVINO IR there"),
+    (["{ir}", "--dense", "{missing}"], "--dense {missing}: neither a converted folder"),
+    (["{ir}", "--baseline", "ov-fp32", "--variants", "int8"], "--baseline ov-fp32 does not run here"),
+    ([], "MODEL is missing"),
+])
+def test_bad_input_is_one_line(args: list[str], expected: str, int8_dir: Path,
+                               tiny_checkpoint: Callable[..., Path], tmp_path: Path, cache_dir: Path) -> None:
+    ckpt = tiny_checkpoint("distilbert")
+    values = {"ir": str(int8_dir), "ckpt": str(ckpt), "missing": str(tmp_path / "nope")}
+    args = [a.format(**values) for a in args]
+    code, stdout, stderr = run_cli(*args, "--cache-dir", str(cache_dir))
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pofa-deploy: error: "), stderr
+    assert expected.format(**values) in lines[0]
+    assert stdout == ""
+
+
+def test_options_validate_in_the_library_too() -> None:
+    with pytest.raises(InputError, match="-niter"):
+        BenchmarkOptions(model=Path("x"), niter=-3)
+    with pytest.raises(InputError, match="--peak-shape"):
+        BenchmarkOptions(peak=True, peak_shape=(1, 2))
+
+
+# -- parity with benchmark_app (minutes; `pytest -m slow`) -------------------------------------------
+
+
+def _compare_module() -> Any:
+    spec = importlib.util.spec_from_file_location("compare_benchmark_app", ROOT / "benchmarks"
+                                                  / "compare_benchmark_app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_parity_with_benchmark_app(int8_dir: Path, cache_dir: Path) -> None:
+    compare = _compare_module()
+    # batch 8 x 128 tokens: a millisecond-scale inference, so neither tool's Python loop overhead matters
+    report = compare.compare(int8_dir, seq_len=128, batch=8, seconds=5.0, variant="int8-sparse", repeats=2,
+                             cache_dir=cache_dir)
+    assert report["agree"], json.dumps(report, indent=2)
+    for key in ("median_latency_ms", "throughput"):
+        assert 0.9 <= report["ratios"][key] <= 1.1, report
