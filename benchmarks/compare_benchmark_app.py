@@ -43,12 +43,18 @@ from pofa_deploy.runtime import SPARSE_KEY, read_runtime_config
 VARIANTS = ("int8-sparse", "int8")
 
 
-def benchmark_app_path() -> str:
+def benchmark_app_command() -> list[str]:
+    """The benchmark_app of this Python's openvino: its console script, or the module when there is none."""
     beside = Path(sys.executable).parent / "benchmark_app"
     found = str(beside) if beside.is_file() else shutil.which("benchmark_app")
-    if not found:
-        raise InputError("benchmark_app not found (it ships with the openvino package: pip install openvino)")
-    return found
+    if found:
+        return [found]
+    try:
+        import openvino.tools.benchmark.main  # noqa: F401
+    except ImportError:
+        raise InputError("benchmark_app not found (it ships with the openvino package: pip install openvino)") from None
+    return [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; "
+            "sys.argv[0] = 'benchmark_app'; sys.exit(main())"]
 
 
 def run_ours(folder: Path, *, variant: str, batch: int, seq_len: int, seconds: float, cache_dir: Path | None,
@@ -76,7 +82,8 @@ def run_benchmark_app(folder: Path, *, variant: str, batch: int, seq_len: int, s
     with tempfile.TemporaryDirectory(prefix="pofa-bapp-") as tmp:
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps({"CPU": cpu}))
-        cmd = [benchmark_app_path(), "-m", str(xml), "-d", "CPU",
+        app = benchmark_app_command()
+        cmd = [*app, "-m", str(xml), "-d", "CPU",
                "-shape", ",".join(f"{n}[{batch},{seq_len}]" for n in names),
                "-hint", "latency", "-api", "sync", "-t", str(max(1, round(seconds))),
                "-load_config", str(cfg), "-report_type", "no_counters", "-json_stats", "-report_folder", tmp]
@@ -96,7 +103,7 @@ def run_benchmark_app(folder: Path, *, variant: str, batch: int, seq_len: int, s
     return {"median_latency_ms": float(results["latency (ms)"]),
             "mean_latency_ms": float(results["avg latency"]),
             "throughput": batch * iterations / seconds_run, "reported_fps": float(results["throughput"]),
-            "iterations": iterations, "command": " ".join(cmd[1:])}
+            "iterations": iterations, "command": " ".join(cmd[len(app):])}
 
 
 def compare(folder: Path, *, seq_len: int = 128, batch: int = 1, seconds: float = 10.0,

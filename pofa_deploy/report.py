@@ -1,8 +1,8 @@
 """Presentation only: turn result dicts into a terminal table, JSON, CSV, Markdown and PNG plots.
 
 Nothing here measures or decides anything; every figure comes from the dicts that ``bench.benchmark``
-returns (and ``benchmarks/run_matrix.py`` collects). matplotlib (Agg backend) is imported only when plots are written, and
-a machine without it simply gets no PNGs (the JSON says so).
+returns (and ``benchmarks/run_matrix.py`` collects). matplotlib (Agg backend) is imported only when plots
+are written, and a machine without it simply gets no PNGs (the JSON says so).
 """
 
 from __future__ import annotations

@@ -331,6 +331,25 @@ def test_ir_only_machine_path(int8_dir: Path, cache_dir: Path, full_run: dict[st
     assert list(result["configs"][0]["results"]) == ["ov-fp32", "int8"]
 
 
+def test_crash_probe_runs_in_a_child_and_reports_signals(int8_dir: Path, cache_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    xml = int8_dir / "openvino_model.xml"
+    assert bench.crash_probe(xml, {"PERFORMANCE_HINT": "LATENCY"}, 1, 16) is None  # a real child process
+    # POFA_BENCH_PROBE=all: every OpenVINO variant is probed first, and still runs when the child survives
+    monkeypatch.setenv("POFA_BENCH_PROBE", "all")
+    options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8,), niter=2, rounds=1, warmup=0,
+                               seq_len=(16,), cache_dir=cache_dir)
+    assert list(bench.benchmark(options)["configs"][0]["results"]) == ["int8"]
+    # a child killed by SIGSEGV (what OpenVINO 2026.4's sparse kernels did at batch 1 x 16 on an AMX CPU)
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, -11, "", ""))
+    why = bench.crash_probe(xml, {}, 1, 16)
+    assert why is not None and "crashed (SIGSEGV)" in why and "batch 1, seq 16" in why
+    result = bench.benchmark(options)
+    assert result["configs"][0]["results"] == {} or "int8" not in result["configs"][0]["results"]
+    assert "SIGSEGV" in result["configs"][0]["skipped"]["int8"]
+    assert any("SIGSEGV" in note for note in result["notes"])
+
+
 # -- bad input: one line, exit code 2, the flag and the fix named ------------------------------------
 
 
