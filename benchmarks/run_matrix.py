@@ -9,13 +9,14 @@ own CSV/Markdown/PNG files in a folder of the same name.
     python benchmarks/run_matrix.py                  # the full matrix (about an hour on 2 cores)
     python benchmarks/run_matrix.py --quick          # a few minutes: seq 16,128, batch 1, 2 s per variant
     python benchmarks/run_matrix.py --prepare-only   # just synthesise and convert into --work
+                                                     # (default ~/.cache/pofa-deploy/matrix)
 
 On a machine with only openvino installed (no torch, nncf, transformers), benchmark IR folders
 converted elsewhere: copy --work there and pass them with --ir; each INT8 folder NAME-int8 uses a
 sibling NAME-fp32 for ov-fp32/ov-bf16 when there is one (or give --fp32-ir in the same order).
 PyTorch FP32 is then skipped (and said so) and the ratios are taken against ov-fp32.
 
-    python benchmarks/run_matrix.py --ir work/distilbert-base-s90-int8 work/bert-base-s90-int8
+    python benchmarks/run_matrix.py --ir matrix/distilbert-base-s90-int8 matrix/bert-base-s90-int8
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def ints(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--work", type=Path, default=HERE / ".work",
-                   help="synthetic checkpoints and IRs (default: benchmarks/.work)")
+    p.add_argument("--work", type=Path, default=bench.cache_root() / "matrix",
+                   help="synthetic checkpoints and IRs, kept between runs (default: ~/.cache/pofa-deploy/matrix)")
     p.add_argument("--archs", default=",".join(DEFAULT_ARCHS), help="synthetic architectures to build")
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--ir", type=Path, nargs="+", default=None, help="benchmark these converted INT8 folders "
@@ -166,7 +167,7 @@ def summary_markdown(matrix: dict[str, Any]) -> str:
         speed = ("1 (baseline)" if r["variant"] == r["baseline"] else
                  f"{r['speedup_median']:.2f}x [{r['speedup_q1']:.2f}-{r['speedup_q3']:.2f}]"
                  if r["speedup_median"] is not None else "-")
-        share = f"{r['peak_share']:.0%}" if r["peak_share"] is not None else "-"
+        share = report.fmt_share(r["peak_share"])
         sparse = f"{r['sparse_nodes']}/{r['fully_connected']}" if r["fully_connected"] is not None else ""
         lines.append(f"| {r['model']} | {r['api']} | {r['batch']} | {r['seq_len']} | {r['variant']} | "
                      f"{report.fmt_ms(r['median_ms'])} | {report.fmt_ms(r['p99_ms'])} | "

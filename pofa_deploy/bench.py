@@ -181,7 +181,9 @@ class BenchmarkOptions:
         None, flags=("-hint", "--hint"),
         help="PERFORMANCE_HINT; none sets no hint (default: latency for sync, throughput for async, unless "
              "-load_config sets one)")
-    nstreams: int | None = option(None, flags=("-nstreams", "--nstreams"), help="NUM_STREAMS")
+    nstreams: int | None = option(
+        None, flags=("-nstreams", "--nstreams"),
+        help="NUM_STREAMS (overrides the hint's choice; benchmark_app wants -hint none with it)")
     nireq: int | None = option(
         None, flags=("-nireq", "--nireq"),
         help="infer requests in async mode (default: the plugin's optimal number)")
@@ -492,6 +494,13 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    if out["openvino"] == "not installed":  # importable without package metadata (e.g. an unpacked wheel)
+        try:
+            import openvino as ov
+
+            out["openvino"] = ov.get_version().split("-")[0]
+        except ImportError:
+            pass
     return out
 
 
@@ -707,11 +716,17 @@ def _vocab_size(folder: Path | None) -> int | None:
         return None
 
 
+_TOKENIZERS: dict[str, Any] = {}
+
+
 def _tokenised(folder: Path, batch: int, seq_len: int) -> np.ndarray | None:
     try:
-        from transformers import AutoTokenizer
+        key = str(Path(folder).resolve())
+        if key not in _TOKENIZERS:
+            from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(folder))
+            _TOKENIZERS[key] = AutoTokenizer.from_pretrained(str(folder))
+        tok = _TOKENIZERS[key]
         words = _TEXT.split()
         rows = []
         for r in range(batch):

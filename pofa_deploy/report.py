@@ -65,6 +65,12 @@ def fmt_ops(value: float | None) -> str:
     return f"{value:.3g} OP/s"
 
 
+def fmt_share(share: float | None) -> str:
+    if share is None:
+        return "-"
+    return "<1%" if share < 0.01 else f"{share:.0%}"
+
+
 def fmt_ratio(speed: dict[str, Any] | None, *, baseline: str, name: str) -> str:
     if not speed:
         return "-"
@@ -114,7 +120,7 @@ def _config_rows(result: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[str]
         share = e.get("peak_share")
         row += [fmt_rate(e["throughput"]), fmt_ratio(e.get("speedup"), baseline=result.get("baseline") or "",
                                                      name=name),
-                fmt_ops(e.get("ops_per_second")), f"{share:.0%}" if share is not None else "-",
+                fmt_ops(e.get("ops_per_second")), fmt_share(share),
                 _sparse_cell(e)]
         rows.append(row)
     if not sync:
