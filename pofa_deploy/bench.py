@@ -48,7 +48,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, PofaError
 from .ir import ir_weights, ir_xml, is_ir
-from .options import option
+from .options import coerce_fields, option
 from .runtime import (
     PRECISION_KEY,
     RUNTIME_CONFIG,
@@ -258,6 +258,7 @@ class BenchmarkOptions:
     quiet: bool = option(False, flags=("-q", "--quiet"), help="no progress display")
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         positive_ints = ("nstreams", "nireq", "nthreads", "niter", "rounds")
         for name in positive_ints:
             value = getattr(self, name)

@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from .checkpoint import Checkpoint, Task, load_checkpoint
 from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
-from .options import option
+from .options import coerce_fields, option
 from .outputs import check_writable, staged_output
 from .sparsity import ZeroCheck, choose_rate, compare, layer_table, totals
 
@@ -56,6 +56,7 @@ class ConvertOptions:
     trust_remote_code: bool = option(False, help="allow code shipped with the checkpoint (off by default)")
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         for name in ("samples", "seq_len"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")

@@ -40,7 +40,7 @@ from .checkpoint import Task, has_tokenizer, infer_task, read_config, resolve
 from .errors import CheckpointError, DataError, InputError
 from .ir import is_ir
 from .metrics import accuracy, agreement, best_answers, binary_f1, squad_scores
-from .options import option
+from .options import coerce_fields, option
 
 N_BEST = 20
 MAX_ANSWER_LENGTH = 30
@@ -66,6 +66,7 @@ class EvaluateOptions:
                                metavar="PATH")
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.seq_len < 8:

@@ -49,7 +49,7 @@ from .masks import (
     record_masks,
     sparsities,
 )
-from .options import option
+from .options import coerce_fields, option
 from .outputs import check_writable, staged_output
 from .sparsity import ZeroCheck, layer_table, totals
 
@@ -113,6 +113,7 @@ class FinetuneOptions:
     overwrite: bool = option(False, help="replace OUTPUT if it exists")
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.task in UNSUPPORTED_TASKS:
             raise InputError(f"--task {self.task}: {UNSUPPORTED_TASKS[self.task]}")
         if self.task not in TASK_LABELS:

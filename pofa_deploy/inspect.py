@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .options import option
+from .options import coerce_fields, option
 from .sparsity import layer_table, totals
 
 
@@ -16,6 +16,9 @@ class InspectOptions:
     path: str = option(help="checkpoint folder, converted output folder, or an .xml IR", positional=True)
     json: bool = option(False, help="print JSON instead of a table")
     trust_remote_code: bool = option(False, help="allow code shipped with the checkpoint (off by default)")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
 
 
 OPTIONS = InspectOptions

@@ -136,5 +136,27 @@ def from_namespace(cls: type, ns: argparse.Namespace, **extra: Any) -> Any:
     return cls(**values)
 
 
+def coerce_fields(obj: Any) -> None:
+    """Let Python callers pass what they would type: "sst2" for an enum field, "out" for a Path,
+    "16,64" or a list for a tuple field. Call first in each options class's ``__post_init__``;
+    a bad value raises the same one-line InputError as the flag would."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or "help" not in f.metadata:
+            continue
+        tp, _optional = _unwrap_optional(hints[f.name])
+        needs = (
+            (isinstance(tp, type) and issubclass(tp, enum.Enum) and not isinstance(value, tp))
+            or (tp is Path and not isinstance(value, Path))
+            or (typing.get_origin(tp) is tuple and not isinstance(value, tuple))
+        )
+        if not needs:
+            continue
+        if typing.get_origin(tp) is tuple and isinstance(value, list):
+            value = ",".join(map(str, value))
+        object.__setattr__(obj, f.name, _converter(tp, flag_name(type(obj), f.name))(value))
+
+
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return _Parser(prog=prog, description=description)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoint import TASK_CLASSES, Task
 from .errors import InputError
-from .options import option
+from .options import coerce_fields, option
 from .outputs import staged_output
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -45,6 +45,7 @@ class SynthOptions:
     overwrite: bool = option(False, help="replace OUTPUT if it exists")
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if not 0.0 <= self.sparsity < 1.0:
             raise InputError(f"--sparsity must be in [0, 1), got {self.sparsity}")
         if self.num_labels < 1:
