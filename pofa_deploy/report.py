@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .tables import format_table as text_table
 
 JSON_NAME = "benchmark.json"
 CSV_NAME = "benchmark.csv"
@@ -79,18 +80,6 @@ def fmt_ratio(speed: dict[str, Any] | None, *, baseline: str, name: str) -> str:
     return f"{speed['median']:.2f}x [{speed['q1']:.2f}-{speed['q3']:.2f}]"
 
 
-def _table(header: list[str], rows: list[list[str]], *, right: Iterable[int] = ()) -> str:
-    right = set(right)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        parts = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in pairs]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 # -- benchmark: terminal --------------------------------------------------------------------------
 
 
@@ -150,7 +139,7 @@ def format_table(result: dict[str, Any]) -> str:
     for cfg in result["configs"]:
         out.write(f"\nbatch {cfg['batch']}, seq_len {cfg['seq_len']}\n")
         header, rows = _config_rows(result, cfg)
-        out.write(_table(header, rows, right=range(1, len(header) - 1)) + "\n")
+        out.write(text_table(header, rows, right=range(1, len(header) - 1)) + "\n")
         if result.get("api") != "sync":
             out.write("  * async: per-request latency from OpenVINO's timer; requests overlap\n")
         if cfg["results"] and opts.get("pc"):
@@ -200,7 +189,7 @@ def _perf_counts_text(cfg: dict[str, Any]) -> str:
                   f"{fc['sparse']}/{fc['nodes']} sparse ({kernels})\n")
         rows = [[d["layer_type"], d["exec_type"], str(d["nodes"]), f"{d['ms']:.3f}", f"{d['share']:.0%}"]
                 for d in pc["by_layer_type"][:8]]
-        table = _table(["layer type", "kernel", "nodes", "ms", "share"], rows, right=(2, 3, 4))
+        table = text_table(["layer type", "kernel", "nodes", "ms", "share"], rows, right=(2, 3, 4))
         out.write("".join(f"      {line}\n" for line in table.splitlines()))
     return out.getvalue()
 
