@@ -80,7 +80,7 @@ def main() -> None:
                                 higher_is_better=False)
     result = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "threads": threads, "amx": has_amx()},
         "shape": {"batch": args.batch, "seq_len": args.seq_len},
         "latency_ms": {name: bench.latency_stats([v for x in rounds for v in x]) for name, rounds in samples.items()},

@@ -14,11 +14,15 @@ $PD finetune "$MINILM" --task sst2 --data "$DATA" -o "$W/dense" --max-steps 400 
     --seq-len 64 --lr 1e-4 --warmup 0.06 --seed 0 --threads 2 --save-every 100 --overwrite
 # 2. 90%-sparse student: start from the dense fine-tuned model, prune gradually (magnitude, cubic
 #    schedule) to 90% per encoder Linear while distilling from the dense teacher; masks kept after.
-$PD finetune "$W/dense" --task sst2 --data "$DATA" -o "$W/sparse90" --prune-to 0.9 --prune-start 0.05 \
+$PD finetune "$W/dense" --task sst2 --data "$DATA" -o "$W/sparse90-pruned" --prune-to 0.9 --prune-start 0.05 \
     --prune-end 0.6 --prune-every 25 --teacher "$W/dense" --distill-alpha 0.5 --temperature 2.0 \
     --max-steps 1000 --batch-size 32 --seq-len 64 --lr 1e-4 --warmup 0.06 --seed 0 --threads 2 \
     --save-every 100 --overwrite
-# 3. OpenVINO FP32 and INT8 IRs of both (INT8 calibrated on SST-2 train sentences)
+# 3. recovery: keep training the 90%-sparse model with its masks fixed, still distilling
+$PD finetune "$W/sparse90-pruned" --task sst2 --data "$DATA" -o "$W/sparse90" --teacher "$W/dense" \
+    --distill-alpha 0.5 --temperature 2.0 --max-steps 800 --batch-size 32 --seq-len 64 --lr 5e-5 \
+    --warmup 0.06 --seed 1 --threads 2 --save-every 100 --overwrite
+# 4. OpenVINO FP32 and INT8 IRs of both (INT8 calibrated on SST-2 train sentences)
 for m in dense sparse90; do
   $PD convert "$W/$m" -o "$W/$m-ov-fp32" --seq-len 128 --overwrite
   $PD convert "$W/$m" -o "$W/$m-ov-int8" --int8 --calibration "sst2:$DATA" --samples 300 --seq-len 128 --overwrite

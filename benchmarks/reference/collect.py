@@ -1,0 +1,68 @@
+"""Measure the SST-2 reference models built by train.sh and write results.json + pareto.png.
+
+For the dense and the 90%-sparse model: SST-2 dev accuracy of PyTorch FP32, OpenVINO FP32 and
+OpenVINO INT8 (evaluate.py), latency at batch 1 x 128 (sync) and throughput at batch 8 x 128
+(async) from one interleaved benchmark run per model (bench.py), via pofa_deploy.tradeoff.
+
+    python benchmarks/reference/collect.py [WORKDIR] [--data ../shared/data/sst2] [-t 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from pofa_deploy import tradeoff
+from pofa_deploy.runtime import cpu_model, has_amx
+
+HERE = Path(__file__).resolve().parent
+
+
+def training_budget(work: Path) -> dict[str, object]:
+    out = {}
+    for name in ("dense", "sparse90-pruned", "sparse90"):
+        rep = json.loads((work / name / "finetune_report.json").read_text())
+        out[name] = {k: rep.get(k) for k in ("steps", "epochs", "train_examples", "time_s", "threads", "teacher",
+                                             "pruning", "totals_after", "zero_check", "dev")}
+        out[name]["zero_check"] = {k: v for k, v in rep["zero_check"].items() if k != "layers"}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("work", type=Path, nargs="?", default=Path("work/reference"))
+    ap.add_argument("--data", default="../shared/data/sst2")
+    ap.add_argument("-t", "--time", type=float, default=10.0, help="seconds per variant in each benchmark")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    w = args.work
+    sets = [tradeoff.ModelSet("dense", w / "dense", w / "dense-ov-fp32", w / "dense-ov-int8"),
+            tradeoff.ModelSet("sparse 90%", w / "sparse90", w / "sparse90-ov-fp32", w / "sparse90-ov-int8")]
+    points = tradeoff.measure(sets, task="sst2", data=args.data, seconds=args.time, rounds=args.rounds)
+    print(tradeoff.table(points))
+    result = {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "recipe": "benchmarks/reference/train.sh",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, AMX {'yes' if has_amx() else 'no'}",
+        "budget": training_budget(w),
+        "definitions": {
+            "accuracy": "SST-2 dev (872 sentences) accuracy, %, max 128 tokens",
+            "latency_ms": "median, batch 1 x 128 tokens, sync, interleaved rounds",
+            "speedup_vs_pytorch": "median of per-round ratios PyTorch FP32 latency / variant latency, with IQR",
+            "throughput": "samples/s, batch 8 x 128 tokens, async, interleaved rounds",
+        },
+        "points": tradeoff.to_json(points),
+    }
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    tradeoff.plot(points, HERE / "pareto.png", title="SST-2 dev accuracy vs throughput (batch 8 x 128, 2 cores)")
+    print(f"wrote {HERE / 'results.json'} and {HERE / 'pareto.png'}")
+
+
+if __name__ == "__main__":
+    main()
