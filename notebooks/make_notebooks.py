@@ -133,8 +133,8 @@ print(tradeoff.table(points))"""),
 title = "SST-2 dev accuracy versus throughput" + (" (small mode: tiny models)" if SMALL else "")
 png = tradeoff.plot(points, WORK / "pareto.png", title=title)
 Image(str(png))"""),
-    new_markdown_cell("""Reading the plot: the dashed line joins the variants no other variant beats on both accuracy and
-throughput. Sparse-weight decompression needs AMX; on a CPU without it the 90%-sparse INT8 model runs
+    new_markdown_cell("""Reading the plot: the dashed line joins the variants no other variant beats on
+both accuracy and throughput. Sparse-weight decompression needs AMX; on a CPU without it the 90%-sparse INT8 model runs
 the same dense INT8 kernels as a dense model of the same shape, so there its INT8 speed is expected to
 match the dense INT8 model's (the table has the measured figures) and sparsity only costs accuracy.
 `benchmarks/results/xeon-amx-16c/` has what the sparse kernels did on an AMX Xeon."""),

@@ -110,14 +110,13 @@ def plot(points: list[Point], path: Path, *, title: str = "Accuracy versus throu
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     markers = {"PyTorch FP32": "o", "OpenVINO FP32": "s", "OpenVINO INT8": "D"}
     models = sorted({p.model for p in points})
     colours = dict(zip(models, ["tab:blue", "tab:red", "tab:green", "tab:purple"], strict=False))
     for p in points:
         ax.scatter(p.throughput, p.accuracy, marker=markers.get(p.runtime, "o"), color=colours[p.model], s=60,
                    label=p.label)
-        ax.annotate(p.label, (p.throughput, p.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = pareto_front(points)
     ax.plot([p.throughput for p in front], [p.accuracy for p in front], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
@@ -125,7 +124,7 @@ def plot(points: list[Point], path: Path, *, title: str = "Accuracy versus throu
     ax.set_ylabel("accuracy, %")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
