@@ -48,7 +48,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, PofaError
 from .ir import ir_weights, ir_xml, is_ir
-from .options import coerce_fields, option
+from .options import coerce_fields, flag_name, option
 from .runtime import (
     PRECISION_KEY,
     RUNTIME_CONFIG,
@@ -155,13 +155,7 @@ DEFINITIONS: dict[str, str] = {
 
 def _flag(field_name: str) -> str:
     """All spellings of a BenchmarkOptions flag, for error messages (``-t/--time``)."""
-    for f in dataclasses.fields(BenchmarkOptions):
-        if f.name == field_name:
-            if f.metadata.get("positional"):
-                return f.name.upper()
-            flags = f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),)
-            return "/".join(flags)
-    raise KeyError(field_name)
+    return flag_name(BenchmarkOptions, field_name, every=True)
 
 
 @dataclass(frozen=True)

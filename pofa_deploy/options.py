@@ -36,14 +36,15 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def flag_name(cls: type, field_name: str) -> str:
-    """The flag a user typed for ``field_name`` (for error messages)."""
+def flag_name(cls: type, field_name: str, *, every: bool = False) -> str:
+    """The flag a user typed for ``field_name`` (for error messages); ``every`` joins all its
+    spellings (``-t/--time``) for options that have a benchmark_app-style short form."""
     for f in dataclasses.fields(cls):
         if f.name == field_name:
             if f.metadata.get("positional"):
                 return f.name.upper()
-            flags = f.metadata.get("flags") or ()
-            return flags[-1] if flags else "--" + f.name.replace("_", "-")
+            flags = f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),)
+            return "/".join(flags) if every else flags[-1]
     raise KeyError(field_name)
 
 
