@@ -10,8 +10,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = """import os, sys
+SETUP = """import os
 from pathlib import Path
+
 # POFA_NOTEBOOK_SMALL=1 (set by the test suite) runs everything on tiny models in seconds.
 SMALL = os.environ.get("POFA_NOTEBOOK_SMALL") == "1"
 ROOT = Path.cwd() if (Path.cwd() / "pofa_deploy").is_dir() else Path.cwd().parent
@@ -28,8 +29,8 @@ it to INT8 with NNCF, and shows the evidence: the per-layer zero table, the zero
 sparse-decompression rate and what the CPU plugin actually ran. Give `MODEL` a real checkpoint
 folder or hub id to do the same with it."""),
     new_code_cell(SETUP),
-    new_code_cell("""from pofa_deploy.synth import Arch, write_checkpoint
-from pofa_deploy.checkpoint import Task
+    new_code_cell("""from pofa_deploy.checkpoint import Task
+from pofa_deploy.synth import Arch, write_checkpoint
 
 MODEL = WORK / ("tiny-distilbert-90" if SMALL else "distilbert-base-90")
 if not (MODEL / "config.json").exists():
@@ -64,7 +65,9 @@ ax.bar(range(len(layers)), [100 * r["sparsity"] for r in layers], color="tab:gre
 if report.sparse_rate:
     ax.axhline(100 * report.sparse_rate, color="k", ls="--", label=f"decompression rate {report.sparse_rate}")
     ax.legend()
-ax.set_xlabel("eligible INT8 FullyConnected layer"); ax.set_ylabel("% zeros"); ax.set_ylim(0, 100)
+ax.set_xlabel("eligible INT8 FullyConnected layer")
+ax.set_ylabel("% zeros")
+ax.set_ylim(0, 100)
 ax.set_title("share of zeros per eligible layer after INT8 conversion")
 fig.tight_layout()"""),
     new_markdown_cell("""## Is the sparse kernel actually running?
@@ -91,6 +94,7 @@ benchmark harness (interleaved rounds). The full-size figures come from the comm
 small mode rebuilds a miniature version of the whole pipeline end to end on tiny models."""),
     new_code_cell(SETUP),
     new_code_cell("""import json
+
 from pofa_deploy import tradeoff
 
 if not SMALL:
@@ -127,7 +131,11 @@ else:
                                    seq_len=32, overwrite=True))
         sets.append(tradeoff.ModelSet(name, base / "ft", base / "fp32", base / "int8"))
     points = tradeoff.measure(sets, task="sst2", data=str(data), seq_len=32, seconds=0.3, rounds=2)
-print(tradeoff.table(points))"""),
+print(tradeoff.table(points))
+if not SMALL:  # the accuracy targets, as paired differences with 95% bootstrap intervals (collect.py)
+    for name, g in results["gaps"].items():
+        print(f"{name}: {g['difference']:+.2f} points [{g['ci95_low']:+.2f}, {g['ci95_high']:+.2f}], "
+              f"target {g['target']}")"""),
     new_code_cell("""from IPython.display import Image
 
 title = "SST-2 dev accuracy versus throughput" + (" (small mode: tiny models)" if SMALL else "")

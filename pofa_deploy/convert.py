@@ -15,11 +15,12 @@ All of it happens in a temporary sibling of OUT that is renamed into place only 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,8 +253,28 @@ def _quantize(ov_model: Any, calib: list[dict[str, np.ndarray]]) -> Any:
     data = [{k: v for k, v in feed.items() if k in names} for feed in calib]
     # Transformer mode: SmoothQuant (rescales input columns only) and symmetric per-channel i8
     # weights with zero point 0, so an exact zero weight quantises to exactly 0.
-    return nncf.quantize(ov_model, nncf.Dataset(data), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(data))
+    with _nncf_output_to_stderr():
+        return nncf.quantize(ov_model, nncf.Dataset(data), model_type=nncf.ModelType.TRANSFORMER,
+                             subset_size=len(data))
+
+
+@contextlib.contextmanager
+def _nncf_output_to_stderr() -> Iterator[None]:
+    """NNCF's progress bars (rich, on sys.stdout) and its log handler (bound to the stdout of import
+    time) go to stderr, so stdout carries only our summary and can be piped."""
+    import logging
+
+    from nncf.common.logging.logger import nncf_logger
+
+    moved = [h for h in nncf_logger.handlers
+             if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.__stdout__)]
+    previous = [h.setStream(sys.stderr) for h in moved]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in zip(moved, previous, strict=True):
+            handler.setStream(stream)
 
 
 def verify_zeros(source: dict[str, np.ndarray], weights: list[Any]) -> list[ZeroCheck]:

@@ -143,6 +143,7 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
     """Batch-1 latency of dense FP32 PyTorch and the INT8 IR, in interleaved rounds."""
     import torch
 
+    from .bench import interleave, round_ratios, spread
     from .runtime import dummy_inputs, load
 
     dense = load_checkpoint(dense_folder, task=Task.FEATURE_EXTRACTION)
@@ -158,23 +159,26 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
         request.infer(feed)
 
     variants = {"pytorch-fp32-dense": run_torch, "openvino-int8-sparse": run_ir}
-    samples: dict[str, list[float]] = {name: [] for name in variants}
+    # samples[variant][round]: the variants alternate round by round (bench.interleave), so a noisy
+    # neighbour slows both and the per-round ratio stays honest
+    samples: dict[str, list[list[float]]] = {name: [[] for _ in range(options.rounds)] for name in variants}
     with torch.inference_mode():
         for fn in variants.values():  # warm-up
             fn()
-        for _ in range(options.rounds):
-            for name, fn in variants.items():
-                for _ in range(options.iterations):
-                    t0 = time.perf_counter()
-                    fn()
-                    samples[name].append((time.perf_counter() - t0) * 1e3)
-    medians = {name: float(np.median(s)) for name, s in samples.items()}
+        for r, name in interleave(list(variants), options.rounds):
+            for _ in range(options.iterations):
+                t0 = time.perf_counter()
+                variants[name]()
+                samples[name][r].append((time.perf_counter() - t0) * 1e3)
+    medians = {name: float(np.median(np.concatenate(s))) for name, s in samples.items()}
+    per_round = {name: [float(np.median(x)) for x in s] for name, s in samples.items()}
+    ratios = round_ratios(per_round["pytorch-fp32-dense"], per_round["openvino-int8-sparse"], higher_is_better=False)
     return {
         "batch": 1,
         "seq_len": options.seq_len,
         "iterations_per_variant": options.iterations * options.rounds,
         "median_ms": medians,
-        "speedup_median": medians["pytorch-fp32-dense"] / medians["openvino-int8-sparse"],
+        "speedup": spread(ratios),
         "sparse_status": ir.sparse_status().to_dict(),
     }
 
@@ -215,6 +219,7 @@ def main(options: DemoOptions) -> int:
     r = run_demo(options, say=say)
     out = options.output
     z, lat, q = r["zero_check"], r["latency"], r["embedding_quality"]
+    sp = lat["speedup"]
     print(f"""
 pofa-deploy demo: {r['model']}
   zeros           {z['zeros_before']:,} in the pruned checkpoint, {z['zeros_lost']} lost in INT8, \
@@ -222,7 +227,7 @@ pofa-deploy demo: {r['model']}
   sparse rate     {r['sparse_rate']}; {lat['sparse_status']['summary']}
   latency         batch 1, seq {lat['seq_len']}: dense FP32 PyTorch {lat['median_ms']['pytorch-fp32-dense']:.2f} ms, \
 INT8 IR {lat['median_ms']['openvino-int8-sparse']:.2f} ms (median of {lat['iterations_per_variant']}); \
-{lat['speedup_median']:.1f}x
+{sp['median']:.1f}x [per-round range {sp['min']:.1f}-{sp['max']:.1f}, {sp['rounds']} rounds]
   embeddings      INT8 IR vs FP32 sparse: cosine mean {q['int8_ir_vs_fp32_sparse_cosine']['mean']:.4f} \
 (min {q['int8_ir_vs_fp32_sparse_cosine']['min']:.4f}) on {q['sentences']} sentences
                   (pruning alone, FP32 sparse vs dense: mean {q['fp32_sparse_vs_fp32_dense_cosine']['mean']:.4f})

@@ -39,7 +39,7 @@ from .calibration.recipes import load_from_hub
 from .checkpoint import Task, has_tokenizer, infer_task, read_config, resolve
 from .errors import CheckpointError, DataError, InputError
 from .ir import is_ir
-from .metrics import accuracy, agreement, best_answers, binary_f1, squad_scores
+from .metrics import accuracy, agreement, best_answers, binary_f1, paired_difference, squad_scores
 from .options import coerce_fields, option
 
 N_BEST = 20
@@ -397,6 +397,13 @@ def evaluate(options: EvaluateOptions, *, progress: bool | None = None) -> dict[
         result[key], preds = evaluate_model(model, examples, options, progress=progress)
         predictions.append(preds)
     result["agreement"] = agreement(*predictions) if len(predictions) == 2 else None
+    result["difference"] = None
+    if len(predictions) == 2 and not spec(recipe).question_answering:
+        # Is the accuracy gap between the two models bigger than the dev set's sampling noise?
+        labels = [int(e.label) for e in examples]
+        correct = [[float(p == y) for p, y in zip(preds, labels, strict=True)] for preds in predictions]
+        result["difference"] = {"metric": "accuracy", "model_minus_compare":
+                                {k: round(v, 4) for k, v in paired_difference(*correct).items()}}
     return result
 
 
@@ -417,6 +424,10 @@ def format_summary(result: dict[str, Any]) -> str:
     if result["agreement"] is not None:
         what = "identical answers" if result["task"] == Recipe.SQUAD.value else "identical predictions"
         lines.append(f"  agreement: {result['agreement']:.2f}% {what}")
+    if result.get("difference"):
+        d = result["difference"]["model_minus_compare"]
+        lines.append(f"  accuracy difference (model - compare): {d['difference']:+.2f} points, 95% paired "
+                     f"bootstrap interval [{d['ci95_low']:+.2f}, {d['ci95_high']:+.2f}]")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -109,6 +110,8 @@ class FinetuneOptions:
     save_every: int = option(500, help="steps between resumable states in OUTPUT.resume/ (0: never)")
     seed: int = option(0, help="seed of torch, numpy, python random and the data order")
     threads: int | None = option(None, help="torch threads (default: all cores)")
+    device: str = option("cpu", help="torch device to train on: cpu, cuda, cuda:N or auto (cuda when "
+                         "available); the saved checkpoint is the same format either way")
     resume: bool = option(False, help="continue from OUTPUT.resume/ to the result of an uninterrupted run")
     overwrite: bool = option(False, help="replace OUTPUT if it exists")
 
@@ -143,6 +146,8 @@ class FinetuneOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device):
+            raise InputError(f"--device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
         for name in ("eval_every", "save_every"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
@@ -237,9 +242,10 @@ def _has_dev(options: FinetuneOptions) -> bool:
 class _Encoder:
     """Dynamic padding: tokenise a batch and pad it to its longest input (at most ``seq_len``)."""
 
-    def __init__(self, tokenizer: Any, model: torch.nn.Module, seq_len: int) -> None:
+    def __init__(self, tokenizer: Any, model: torch.nn.Module, seq_len: int, device: torch.device) -> None:
         self.tokenizer = tokenizer
         self.seq_len = seq_len
+        self.device = device
         self.accepted = set(inspect.signature(model.forward).parameters)
 
     def __call__(self, data: _Data, index: np.ndarray) -> dict[str, torch.Tensor]:
@@ -247,7 +253,7 @@ class _Encoder:
         pairs = [data.pairs[i] for i in index] if data.pairs is not None else None
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.seq_len, padding=True,
                              return_tensors="pt")
-        return {k: v for k, v in enc.items() if k in self.accepted}
+        return {k: v.to(self.device) for k, v in enc.items() if k in self.accepted}
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -262,6 +268,20 @@ def _batch_index(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- loading
+
+def _torch_device(options: FinetuneOptions) -> torch.device:
+    import torch
+
+    if options.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(options.device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise InputError(f"--device {options.device}: this torch ({torch.__version__}) sees "
+                             f"{count} CUDA device(s); use --device cpu")
+    return device
+
 
 def _seed_everything(seed: int) -> None:
     import torch
@@ -326,7 +346,7 @@ def _fingerprint(options: FinetuneOptions) -> dict[str, Any]:
     return {k: v for k, v in options.to_json().items() if k not in _RESUME_FREE}
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
     import torch
 
     _name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
@@ -337,10 +357,12 @@ def _rng_state() -> dict[str, Any]:
         "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(gauss),
         "python_version": int(version), "python_state": torch.tensor(internal, dtype=torch.int64),
         "python_gauss": py_gauss,
+        # dropout on a GPU draws from the CUDA generator, which torch.get_rng_state() does not cover
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     import torch
 
     torch.set_rng_state(state["torch"])
@@ -348,6 +370,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
     random.setstate((state["python_version"], tuple(int(x) for x in state["python_state"].tolist()),
                      state["python_gauss"]))
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _save_resume(folder: Path, *, model: torch.nn.Module, masks: Masks, optimizer: Any, scheduler: Any,
@@ -360,7 +384,7 @@ def _save_resume(folder: Path, *, model: torch.nn.Module, masks: Masks, optimize
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         save_model(model, str(tmp / "model.safetensors"))
-        save_file({name: keep.contiguous() for name, keep in masks.items()}, str(tmp / "masks.safetensors"))
+        save_file({name: keep.cpu().contiguous() for name, keep in masks.items()}, str(tmp / "masks.safetensors"))
         torch.save({
             "format": RESUME_FORMAT,
             "step": progress.step,
@@ -370,7 +394,7 @@ def _save_resume(folder: Path, *, model: torch.nn.Module, masks: Masks, optimize
             "options": json.dumps(_fingerprint(options), sort_keys=True),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(),
+            "rng": _rng_state(next(model.parameters()).device),
         }, str(tmp / "state.pt"))
         old = None
         if folder.exists():
@@ -395,7 +419,8 @@ def _load_resume(folder: Path, *, model: torch.nn.Module, optimizer: Any, schedu
     try:
         state = torch.load(str(folder / "state.pt"), map_location="cpu", weights_only=True)
         load_model(model, str(folder / "model.safetensors"))
-        masks = load_file(str(folder / "masks.safetensors"))
+        device = next(model.parameters()).device
+        masks = {name: keep.to(device) for name, keep in load_file(str(folder / "masks.safetensors")).items()}
     except (pickle.UnpicklingError, SafetensorError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise InputError(f"{folder}: resume state is unreadable ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:120]}); delete it and run without --resume") from None
@@ -412,7 +437,7 @@ def _load_resume(folder: Path, *, model: torch.nn.Module, optimizer: Any, schedu
                          "delete it and start over")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"])
+    _set_rng_state(state["rng"], device)
     progress = _Progress(step=int(state["step"]), losses=[float(x) for x in state["losses"].tolist()],
                          evals=[(int(s), float(a)) for s, a in state["evals"]],
                          elapsed=float(state["elapsed"]), resumed_from=int(state["step"]))
@@ -448,7 +473,7 @@ def _accuracy(model: torch.nn.Module, encoder: _Encoder, data: _Data, batch_size
         for start in range(0, len(data), batch_size):
             index = np.arange(start, min(start + batch_size, len(data)))
             logits = model(**encoder(data, index)).logits
-            correct += int((logits.argmax(-1).numpy() == data.labels[index]).sum())
+            correct += int((logits.argmax(-1).cpu().numpy() == data.labels[index]).sum())
     model.train(was_training)
     return correct / len(data)
 
@@ -486,6 +511,7 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
     if options.resume and not (resume_dir / "state.pt").is_file():
         raise InputError(f"--resume: no resumable state at {resume_dir}; run without --resume")
     torch.set_num_threads(options.threads or os.cpu_count() or 1)
+    device = _torch_device(options)
     _seed_everything(options.seed)
 
     student = _load_student(options)
@@ -493,15 +519,16 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
     train = _load_split(options, "train", options.max_train_samples)
     dev = _load_split(options, "dev", options.max_eval_samples) if _has_dev(options) else None
 
-    model: Any = student.model
+    model: Any = student.model.to(device)
     model.train()
     tokenizer: Any = student.tokenizer
-    encoder = _Encoder(tokenizer, model, options.seq_len)
+    encoder = _Encoder(tokenizer, model, options.seq_len, device)
     t_encoder = None
     if teacher is not None:
+        teacher.model.to(device)
         own = teacher.tokenizer
         shared = own is None or own.get_vocab() == tokenizer.get_vocab()
-        t_encoder = _Encoder(tokenizer if shared else own, teacher.model, options.seq_len)
+        t_encoder = _Encoder(tokenizer if shared else own, teacher.model, options.seq_len, device)
 
     masks = record_masks(model)
     linears = encoder_linears(model)
@@ -530,7 +557,7 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
     session_start = time.perf_counter()
     elapsed_before = state.elapsed
     last_print = 0.0
-    labels_all = torch.from_numpy(train.labels)
+    labels_all = torch.from_numpy(train.labels).to(device)
 
     while state.step < total:
         index = _batch_index(options.seed, state.step, len(train), options.batch_size)
@@ -564,6 +591,9 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
         if dev is not None and options.eval_every and state.step % options.eval_every == 0 \
                 and state.step < total:
             state.evals.append((state.step, _accuracy(model, encoder, dev, options.batch_size)))
+            if progress:
+                print(f"finetune: step {state.step}/{total}  dev accuracy {state.evals[-1][1]:.4f}",
+                      file=sys.stderr, flush=True)
         now = time.perf_counter()
         if progress and (now - last_print >= 10.0 or state.step in (1, total)):
             last_print = now
@@ -607,6 +637,7 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
             "time_s": round(time.perf_counter() - started + elapsed_before, 3),
             "train_time_s": round(state.elapsed, 3),
             "threads": torch.get_num_threads(),
+            "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
             "newly_initialised": student.newly_initialised,
             "synthetic": student.synthetic,
             "teacher": None if teacher is None else {
@@ -643,7 +674,7 @@ def _raise_if_lost(checks: Sequence[ZeroCheck], where: str) -> None:
 
 
 def _weights(linears: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {name: module.weight.detach().numpy() for name, module in linears.items()}
+    return {name: module.weight.detach().cpu().numpy() for name, module in linears.items()}
 
 
 def _check_saved(folder: Path, masks: Masks) -> list[ZeroCheck]:
@@ -663,7 +694,7 @@ def _check_saved(folder: Path, masks: Masks) -> list[ZeroCheck]:
     if missing:
         raise VerificationError(f"{folder}: saved weights lack {len(missing)} encoder Linears "
                                 f"(e.g. {missing[0]}.weight); cannot check their zeros")
-    return [compare(name, masks[name].numpy().astype(np.float32), found[name]) for name in masks]
+    return [compare(name, masks[name].cpu().numpy().astype(np.float32), found[name]) for name in masks]
 
 
 def main(options: FinetuneOptions) -> int:

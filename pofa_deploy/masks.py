@@ -125,7 +125,7 @@ def prune_(model: torch.nn.Module, masks: Masks, targets: Mapping[str, float]) -
     for name, keep in masks.items():
         w = linears[name].weight.detach().cpu().numpy()
         new = prune_mask(w, keep.cpu().numpy(), targets[name])
-        updated[name] = torch.from_numpy(new)
+        updated[name] = torch.from_numpy(new).to(keep.device)
     apply_masks_(model, updated)
     return updated
 

@@ -49,6 +49,26 @@ def agreement(a: Sequence[object], b: Sequence[object]) -> float:
     return 100.0 * sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
+def paired_difference(correct_a: Sequence[float], correct_b: Sequence[float], *, resamples: int = 10_000,
+                      seed: int = 0) -> dict[str, float]:
+    """Mean of a - b (per-example scores, e.g. 1/0 for correct/wrong) in points of percent, with a 95%
+    paired-bootstrap interval: both models are scored on the same resampled examples, so what the two
+    get right or wrong together does not widen the interval."""
+    a = np.asarray(correct_a, dtype=np.float64)
+    b = np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not a.size:
+        raise ValueError("need two equally long, non-empty per-example score lists")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # chunks keep the index array small on big dev sets
+        n = min(1000, resamples - start)
+        means[start:start + n] = diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"difference": 100.0 * float(diff.mean()), "ci95_low": 100.0 * float(lo),
+            "ci95_high": 100.0 * float(hi), "resamples": resamples}
+
+
 def normalize_answer(text: str) -> str:
     """Official SQuAD v1.1 normalisation: lower, drop punctuation, drop articles, collapse spaces."""
     text = text.lower()

@@ -163,3 +163,16 @@ def test_sigint_mid_conversion_leaves_nothing(tiny_checkpoint, tmp_path):
     assert "interrupted" in rest and "Traceback" not in rest
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]
+
+
+def test_int8_convert_stdout_is_only_the_summary(tiny_checkpoint, tmp_path):
+    """NNCF's progress bars and log lines go to stderr: stdout can be piped into a file or a tool."""
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "pofa_deploy.cli", "convert", str(tiny_checkpoint()), "-o",
+                           str(out), "--int8", "--samples", "8", "--seq-len", "32"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "0 lost" in proc.stdout
+    for noise in ("Statistics collection", "Applying", "INFO:nncf", "━"):
+        assert noise not in proc.stdout
+    assert "Statistics collection" in proc.stderr  # the progress is still shown, on stderr

@@ -23,6 +23,7 @@ from pofa_deploy.metrics import (
     exact_match,
     f1,
     normalize_answer,
+    paired_difference,
     squad_scores,
 )
 from pofa_deploy.options import add_options, from_namespace, new_parser
@@ -59,6 +60,25 @@ def test_classification_metrics_by_hand() -> None:
     assert binary_f1([1, 1, 1, 0], [1, 1, 0, 0]) == pytest.approx(100 * 0.8)  # P 2/3, R 1
     assert binary_f1([0, 0], [1, 0]) == 0.0
     assert agreement(["a", "b", "c", "d"], ["a", "b", "x", "d"]) == 75.0
+
+
+def test_paired_difference_interval() -> None:
+    rng = np.random.default_rng(1)
+    a = (rng.random(800) < 0.85).astype(float)
+    same = paired_difference(a, a)
+    assert same["difference"] == same["ci95_low"] == same["ci95_high"] == 0.0
+    # b = a with 40 of its correct answers turned wrong: exactly 5 points worse
+    b = a.copy()
+    b[np.flatnonzero(a)[:40]] = 0.0
+    d = paired_difference(a, b)
+    assert d["difference"] == pytest.approx(5.0)
+    assert 3.0 < d["ci95_low"] < 5.0 < d["ci95_high"] < 7.0
+    # pairing matters: unrelated errors at the same accuracies give a wider interval
+    c = np.roll(b, 400)
+    wide = paired_difference(a, c)
+    assert wide["ci95_high"] - wide["ci95_low"] > 1.5 * (d["ci95_high"] - d["ci95_low"])
+    with pytest.raises(ValueError, match="equally long"):
+        paired_difference(a, a[:-1])
 
 
 def test_best_span_respects_context_order_and_length() -> None:
@@ -139,6 +159,7 @@ def test_evaluate_checkpoint_sst2(two_label: Path, sst2_data: Path) -> None:
     assert model["metrics"]["accuracy"] * len(SENTENCES) / 100 == pytest.approx(
         round(model["metrics"]["accuracy"] * len(SENTENCES) / 100))
     assert result["agreement"] == 100.0
+    assert result["difference"]["model_minus_compare"]["difference"] == 0.0
     assert any("synthetic" in w for w in result["warnings"]) and len(result["warnings"]) == 1
     summary = format_summary(result)
     assert "SST-2: 10 examples" in summary and "agreement: 100.00%" in summary
@@ -193,6 +214,7 @@ def test_squad_on_a_qa_checkpoint(tiny_checkpoint: Callable[..., Path], tmp_path
     assert set(model["metrics"]) == {"exact_match", "f1"} and model["windows"] > 2
     assert 0 <= model["metrics"]["f1"] <= 100
     assert result["agreement"] == 100.0 and "identical answers" in format_summary(result)
+    assert result["difference"] is None  # SQuAD: no per-example accuracy
 
 
 def test_head_and_label_count_guards(tiny_checkpoint: Callable[..., Path], two_label: Path, sst2_data: Path,

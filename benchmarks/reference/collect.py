@@ -33,6 +33,22 @@ def training_budget(work: Path) -> dict[str, object]:
     return out
 
 
+def gaps(work: Path, data: str) -> dict[str, object]:
+    """The two accuracy targets of issue 4 as paired differences on SST-2 dev, with 95% bootstrap
+    intervals: one run per model, so the interval is the dev set's sampling noise, not seed noise."""
+    from pofa_deploy.evaluate import EvaluateOptions, evaluate
+
+    out = {}
+    for name, model, other, target in (
+            ("dense_minus_sparse", "dense", "sparse90", "< 4 points"),
+            ("sparse_fp32_minus_sparse_int8", "sparse90", "sparse90-ov-int8", "< 1 point")):
+        result = evaluate(EvaluateOptions(model=str(work / model), task="sst2", data=data, compare=str(work / other)),
+                          progress=False)
+        out[name] = {"model": model, "compare": other, "target": target, "agreement": result["agreement"],
+                     **result["difference"]["model_minus_compare"]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("work", type=Path, nargs="?", default=Path("work/reference"))
@@ -58,9 +74,13 @@ def main() -> None:
             "throughput": "samples/s, batch 8 x 128 tokens, async, interleaved rounds",
         },
         "points": tradeoff.to_json(points),
+        "gaps": gaps(w, args.data),
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     tradeoff.plot(points, HERE / "pareto.png", title="SST-2 dev accuracy vs throughput (batch 8 x 128, 2 cores)")
+    for name, g in result["gaps"].items():
+        print(f"{name}: {g['difference']:+.2f} points [{g['ci95_low']:+.2f}, {g['ci95_high']:+.2f}] "
+              f"(target {g['target']})")
     print(f"wrote {HERE / 'results.json'} and {HERE / 'pareto.png'}")
 
 
