@@ -100,7 +100,7 @@ from pofa_deploy import tradeoff
 if not SMALL:
     results = json.loads((ROOT / "benchmarks" / "reference" / "results.json").read_text())
     points = tradeoff.from_json(results["points"])
-    print(results["machine"], "|", results["budget"])
+    print(results["machine"], "| training budget:", results["budget_total_train_minutes"], "min on 2 cores")
 else:
     from pofa_deploy.checkpoint import Task
     from pofa_deploy.convert import ConvertOptions, convert

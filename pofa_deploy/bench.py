@@ -47,7 +47,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, PofaError
-from .ir import ir_weights, ir_xml, is_ir
+from .ir import REPORT_FILE, ir_weights, ir_xml, is_int8_ir, is_ir, read_report
 from .options import coerce_fields, flag_name, option
 from .runtime import (
     PRECISION_KEY,
@@ -63,7 +63,6 @@ from .sparsity import is_eligible
 
 Progress = Callable[[str], None]
 
-REPORT_FILE = "pofa_report.json"
 SCHEMA = "pofa-deploy-benchmark/1"
 DEFAULT_TIME_S = 10.0
 DEFAULT_BATCH = 1
@@ -782,23 +781,6 @@ class Source:
     note: str = ""
 
 
-def read_report(folder: Path) -> dict[str, Any]:
-    file = folder / REPORT_FILE
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _is_int8_ir(xml: Path, report: dict[str, Any]) -> bool:
-    if "int8" in report:
-        return bool(report["int8"])
-    text = xml.read_text(errors="replace")
-    return 'element_type="i8"' in text or 'element_type="u8"' in text or "FakeQuantize" in text
-
 
 def load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -885,7 +867,7 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
                          "folder (config.json); give one of those")
     report = read_report(folder)
     runtime_cfg = read_runtime_config(folder)
-    int8_ir = _is_int8_ir(xml, report)
+    int8_ir = is_int8_ir(xml, report)
     wanted = list(options.variants) or [v for v in Variant if v is not Variant.INT8_DENSE or options.dense]
     sources: dict[Variant, Source] = {}
     skipped: dict[str, str] = {}
@@ -959,7 +941,7 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
             except ImportError as exc:
                 raise InputError(f"--dense {dense}: a checkpoint, and converting it needs torch/nncf "
                                  f"({exc}); pass its converted folder instead") from None
-        if not _is_int8_ir(ir_xml(dense_folder), read_report(dense_folder)):
+        if not is_int8_ir(ir_xml(dense_folder), read_report(dense_folder)):
             raise InputError(f"--dense {dense}: an FP32 IR; convert the dense model with pofa-deploy "
                              "convert --int8 (or pass its checkpoint folder)")
         dense_cfg = read_runtime_config(dense_folder)

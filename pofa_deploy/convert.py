@@ -30,11 +30,12 @@ import numpy as np
 from . import __version__
 from .checkpoint import Checkpoint, Task, load_checkpoint
 from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
+from .ir import REPORT_FILE
 from .options import coerce_fields, option
 from .outputs import check_writable, staged_output
 from .sparsity import ZeroCheck, choose_rate, compare, layer_table, totals
 
-REPORT = "pofa_report.json"
+REPORT = REPORT_FILE
 IR_NAME = "openvino_model"
 Progress = Callable[[str], None]
 
@@ -104,6 +105,8 @@ class ConvertReport:
     seconds: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    # what the CPU plugin runs non-quantised ops in with runtime_config.json on this machine
+    runtime_precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,9 +171,14 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
         lap("verify")
 
         rate = _decide_rate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
-        from .runtime import SPARSE_KEY, load, write_runtime_config
+        from .runtime import PRECISION_KEY, SPARSE_KEY, load, write_runtime_config
 
-        write_runtime_config(tmp, {SPARSE_KEY: str(rate)} if rate is not None else {})
+        cpu_config = {SPARSE_KEY: str(rate)} if rate is not None else {}
+        if not options.int8:
+            # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise
+            # run it in BF16 and its accuracy and speed would not be FP32's.
+            cpu_config[PRECISION_KEY] = "f32"
+        write_runtime_config(tmp, cpu_config)
         say("comparing IR outputs with PyTorch on held-back samples")
         loaded = load(tmp)
         outputs = compare_outputs(ckpt, loaded, held)
@@ -194,6 +202,7 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
             zero_check=_zero_summary(checks),
             outputs_vs_pytorch=outputs,
             sparse_status=status.to_dict(),
+            runtime_precision=loaded.precision,
             files={p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
             seconds=seconds,
             warnings=warnings,

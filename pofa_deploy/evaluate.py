@@ -38,11 +38,12 @@ from .calibration.encode import Feature, pad_id
 from .calibration.recipes import load_from_hub
 from .checkpoint import Task, has_tokenizer, infer_task, read_config, resolve
 from .errors import CheckpointError, DataError, InputError
-from .ir import is_ir
+from .ir import ir_xml, is_int8_ir, is_ir, read_report
 from .metrics import accuracy, agreement, best_answers, binary_f1, paired_difference, squad_scores
 from .options import coerce_fields, option
 
 N_BEST = 20
+_PRECISION_NAMES = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 MAX_ANSWER_LENGTH = 30
 
 
@@ -93,6 +94,16 @@ class EvalModel:
     config: dict[str, Any]
     run: Runner
     warnings: list[str] = field(default_factory=list)
+    precision: str = "f32"  # what non-quantised ops run in (an IR on a BF16 CPU may run bf16)
+    int8: bool = False
+
+    @property
+    def runs(self) -> str:
+        """"PyTorch FP32", "OpenVINO FP32", "OpenVINO INT8 (other ops bf16)"..."""
+        kind = "OpenVINO" if self.format == "openvino" else "PyTorch"
+        if self.int8:
+            return f"{kind} INT8 (other ops {self.precision})"
+        return f"{kind} {_PRECISION_NAMES.get(self.precision, self.precision)}"
 
     @property
     def max_length(self) -> int | None:
@@ -196,7 +207,8 @@ def _load_ir(source: str, path: Path, recipe: Recipe) -> EvalModel:
     tokenizer = _tokenizer(folder)
     loaded = load(path)
     warnings = _synthetic_warning(source, cfg)
-    return EvalModel(source, folder, "openvino", tokenizer, cfg, loaded.infer, warnings)
+    return EvalModel(source, folder, "openvino", tokenizer, cfg, loaded.infer, warnings, loaded.precision,
+                     is_int8_ir(ir_xml(path), read_report(folder)))
 
 
 def _load_torch(source: str, recipe: Recipe) -> EvalModel:
@@ -348,7 +360,8 @@ def evaluate_model(model: EvalModel, examples: Sequence[Any], options: EvaluateO
                          f"({model.max_length})")
     bar = Progress(f"{recipe.value} {model.format} {model.path.name}", len(examples), enabled=progress)
     clock = time.perf_counter()
-    result: dict[str, Any] = {"model": model.source, "format": model.format}
+    result: dict[str, Any] = {"model": model.source, "format": model.format, "int8": model.int8,
+                              "precision": model.precision, "runs": model.runs}
     predictions: list[Any]
     try:
         if spec(recipe).question_answering:
@@ -416,11 +429,12 @@ def format_summary(result: dict[str, Any]) -> str:
     lines = [head]
     rows = [r for r in (result["model"], result["compare"]) if r]
     width = max(len(r["model"]) for r in rows)
+    kind_width = max(len(r["runs"]) for r in rows)
     for r in rows:
         shown = "  ".join(f"{name.replace('_', ' ')} {value:6.2f}" for name, value in r["metrics"].items())
-        kind = "OpenVINO" if r["format"] == "openvino" else "PyTorch"
+        kind = r["runs"]
         extra = f", {r['windows']} windows" if "windows" in r else ""
-        lines.append(f"  {r['model']:<{width}}  {kind:<8}  {shown}   [{r['seconds']:.1f} s{extra}]")
+        lines.append(f"  {r['model']:<{width}}  {kind:<{kind_width}}  {shown}   [{r['seconds']:.1f} s{extra}]")
     if result["agreement"] is not None:
         what = "identical answers" if result["task"] == Recipe.SQUAD.value else "identical predictions"
         lines.append(f"  agreement: {result['agreement']:.2f}% {what}")

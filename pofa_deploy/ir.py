@@ -8,12 +8,15 @@ which is how each weight is mapped back to its source ``nn.Linear``.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+REPORT_FILE = "pofa_report.json"  # written by convert next to the IR
 
 _LINEAR_NAME = re.compile(r"__module\.(?P<path>[^/]+)/aten::linear/MatMul")
 
@@ -109,6 +112,26 @@ def ir_weights(model: Any) -> list[IRWeight]:
         out.append(IRWeight(op.get_friendly_name(), match.group("path") if match else None,
                             _etype(const), values, zp))
     return out
+
+
+def read_report(folder: Path) -> dict[str, Any]:
+    """The folder's pofa_report.json (written by convert), or {} when absent or unreadable."""
+    file = folder / REPORT_FILE
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def is_int8_ir(xml: Path, report: dict[str, Any] | None = None) -> bool:
+    """Quantised IR? The conversion report says so; an IR from elsewhere is scanned for i8/u8 or FakeQuantize."""
+    if report and "int8" in report:
+        return bool(report["int8"])
+    text = xml.read_text(errors="replace")
+    return 'element_type="i8"' in text or 'element_type="u8"' in text or "FakeQuantize" in text
 
 
 def read_model(xml: Path) -> Any:

@@ -160,6 +160,11 @@ class LoadedModel:
     def sparse_status(self) -> SparseStatus:
         return sparse_status(self.compiled, self.sparse_rate)
 
+    @property
+    def precision(self) -> str:
+        """The floating-point precision the plugin runs non-quantised ops in ("f32", "bf16", "f16")."""
+        return str(self.compiled.get_property(PRECISION_KEY).to_string())
+
     def warm_up(self, seq_len: int = 128, batch: int = 1) -> None:
         """One inference at a static shape, after which the runtime graph shows real exec types."""
         self.infer(dummy_inputs(self.input_names, batch=batch, seq_len=seq_len))

@@ -37,12 +37,22 @@ def layers_text(layers: list[dict[str, Any]], totals: dict[str, Any], *, eligibl
             f"({pct(totals['eligible_sparsity'])} zeros among them)")
 
 
+def _runs_in(report: dict[str, Any]) -> str:
+    precision = report.get("runtime_precision")
+    if not precision:
+        return ""
+    if report["int8"]:
+        return f"; other ops run {precision} on this CPU (plugin default; pin it in runtime_config.json)"
+    return f"; runs {precision} (INFERENCE_PRECISION_HINT in runtime_config.json)"
+
+
 def conversion_summary(report: dict[str, Any], out: Path) -> str:
     z = report["zero_check"]
     status = report["sparse_status"]
     lines = [
         f"converted {report['source']} ({report['model_type']}, {report['task']}) -> {out}",
-        f"  precision     {'INT8 (NNCF, symmetric per-channel weights)' if report['int8'] else 'FP32'}",
+        f"  precision     {'INT8 (NNCF, symmetric per-channel weights)' if report['int8'] else 'FP32'}"
+        + _runs_in(report),
     ]
     if report.get("synthetic"):
         lines.append("  checkpoint    SYNTHETIC (random weights): speed figures only, accuracy is meaningless")

@@ -9,7 +9,7 @@ from pofa_deploy.checkpoint import TASK_CLASSES, Task
 from pofa_deploy.convert import ConvertOptions, convert, verify_zeros
 from pofa_deploy.errors import InputError, OutputExistsError, SparsityLostError, VerificationError
 from pofa_deploy.ir import IRWeight, ir_weights, read_model
-from pofa_deploy.runtime import SPARSE_KEY, read_runtime_config
+from pofa_deploy.runtime import PRECISION_KEY, SPARSE_KEY, load, read_runtime_config
 
 FAST = {"samples": 8, "holdout": 4, "seq_len": 32}
 
@@ -40,6 +40,7 @@ def test_int8_every_arch_and_task(tiny_checkpoint, tmp_path, arch, task):
     ws = [w for w in ir_weights(read_model(out / "openvino_model.xml")) if w.source and ".layer." in w.source]
     assert ws and all(w.dtype == "i8" and w.zero_point is None for w in ws)
     assert read_runtime_config(out) == {SPARSE_KEY: "0.89"}
+    assert report.runtime_precision in ("f32", "bf16", "f16")  # plugin default for the non-INT8 ops, recorded
     outputs = {k: v for k, v in report.outputs_vs_pytorch.items() if isinstance(v, dict)}
     assert outputs and all(v["mean_cosine"] > 0.99 for v in outputs.values())
     assert report.sparse_status["fully_connected"] >= 12
@@ -58,7 +59,9 @@ def test_fp32_export_is_stored_as_fp32_and_keeps_zeros(tiny_checkpoint, tmp_path
     assert {w.dtype for w in ws} == {"f32"}
     # FP32 keeps values exactly: zeros after == zeros before, no new ones
     assert report.zero_check["new_zeros_from_rounding"] == 0
-    assert read_runtime_config(out) == {}
+    # an FP32 baseline must run as FP32 even where the plugin defaults to BF16 (AVX512_BF16 / AMX CPUs)
+    assert read_runtime_config(out) == {PRECISION_KEY: "f32"}
+    assert report.runtime_precision == "f32" and load(out).precision == "f32"
 
 
 def test_lost_zero_is_refused_and_nothing_written(tiny_checkpoint, tmp_path, monkeypatch):

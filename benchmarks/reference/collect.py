@@ -23,13 +23,16 @@ from pofa_deploy.runtime import cpu_model, has_amx
 HERE = Path(__file__).resolve().parent
 
 
-def training_budget(work: Path) -> dict[str, object]:
-    out = {}
-    for name in ("dense", "sparse90-pruned", "sparse90"):
-        rep = json.loads((work / name / "finetune_report.json").read_text())
-        out[name] = {k: rep.get(k) for k in ("steps", "epochs", "train_examples", "time_s", "threads", "teacher",
-                                             "pruning", "totals_after", "zero_check", "dev")}
-        out[name]["zero_check"] = {k: v for k, v in rep["zero_check"].items() if k != "layers"}
+def stage_summary(folder: Path) -> dict[str, object]:
+    """What one `pofa-deploy finetune` run did and cost, from its finetune_report.json."""
+    rep = json.loads((folder / "finetune_report.json").read_text())
+    out = {k: rep.get(k) for k in ("steps", "epochs", "train_examples", "time_s", "threads", "teacher", "pruning",
+                                   "totals_after", "dev")}
+    out["zero_check"] = {k: v for k, v in rep["zero_check"].items() if k != "layers"}
+    out["options"] = {k: v for k, v in rep["options"].items()
+                      if k in ("model", "teacher", "distill_alpha", "temperature", "prune_to", "prune_start",
+                               "prune_end", "prune_every", "max_steps", "batch_size", "lr", "warmup", "seq_len",
+                               "seed")}
     return out
 
 
@@ -55,6 +58,10 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/sst2")
     ap.add_argument("-t", "--time", type=float, default=10.0, help="seconds per variant in each benchmark")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--stages", nargs="+", default=["dense", "sparse90"],
+                    help="the recipe's training runs (folders in WORKDIR), in order: they make up the budget")
+    ap.add_argument("--attempts", nargs="*", default=[],
+                    help="other sparse training runs in WORKDIR that were tried and not chosen (recorded, not timed)")
     args = ap.parse_args()
     w = args.work
     sets = [tradeoff.ModelSet("dense", w / "dense", w / "dense-ov-fp32", w / "dense-ov-int8"),
@@ -66,7 +73,9 @@ def main() -> None:
         "recipe": "benchmarks/reference/train.sh",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, AMX {'yes' if has_amx() else 'no'}",
-        "budget": training_budget(w),
+        "budget": {name: stage_summary(w / name) for name in args.stages},
+        "budget_total_train_minutes": round(sum(stage_summary(w / n)["time_s"] for n in args.stages) / 60, 1),
+        "attempts": {name: stage_summary(w / name) for name in args.attempts},
         "definitions": {
             "accuracy": "SST-2 dev (872 sentences) accuracy, %, max 128 tokens",
             "latency_ms": "median, batch 1 x 128 tokens, sync, interleaved rounds",
