@@ -48,7 +48,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, PofaError
 from .ir import REPORT_FILE, ir_weights, ir_xml, is_int8_ir, is_ir, read_report
-from .options import coerce_fields, flag_name, option
+from .options import at_least, coerce_fields, flag_name, option
 from .runtime import (
     PRECISION_KEY,
     RUNTIME_CONFIG,
@@ -252,18 +252,13 @@ class BenchmarkOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        positive_ints = ("nstreams", "nireq", "nthreads", "niter", "rounds")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"{_flag(name)} must be a positive integer, got {value}")
+        at_least(self, 1, "nstreams", "nireq", "nthreads", "niter", "rounds", every=True)
         if self.time is not None and not self.time > 0:
             raise InputError(f"{_flag('time')} must be a positive number of seconds, got {self.time:g} "
                              "(e.g. -t 10)")
         if self.time is not None and self.niter is not None:
             raise InputError(f"give {_flag('time')} or {_flag('niter')}, not both")
-        if self.warmup < 0:
-            raise InputError(f"{_flag('warmup')} must be 0 or more, got {self.warmup}")
+        at_least(self, 0, "warmup", every=True)
         for name in ("batch", "seq_len"):
             bad = [v for v in getattr(self, name) if v < 1]
             if bad:

@@ -31,11 +31,10 @@ from . import __version__
 from .checkpoint import Checkpoint, Task, load_checkpoint
 from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
 from .ir import REPORT_FILE
-from .options import coerce_fields, option
+from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
 from .sparsity import ZeroCheck, choose_rate, compare, layer_table, totals
 
-REPORT = REPORT_FILE
 IR_NAME = "openvino_model"
 Progress = Callable[[str], None]
 
@@ -59,11 +58,8 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        for name in ("samples", "seq_len"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.holdout < 0:
-            raise InputError(f"--holdout must be 0 or more, got {self.holdout}")
+        at_least(self, 1, "samples", "seq_len")
+        at_least(self, 0, "holdout")
         self.parsed_rate()  # validate early
 
     def parsed_rate(self) -> float | str | None:
@@ -208,8 +204,8 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
             warnings=warnings,
             versions=_versions(),
         )
-        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        report.files[REPORT] = (tmp / REPORT).stat().st_size
+        (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        report.files[REPORT_FILE] = (tmp / REPORT_FILE).stat().st_size
     return report
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .checkpoint import Task, load_checkpoint
 from .errors import CheckpointError, InputError
-from .options import coerce_fields, option
+from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
 
 SPARSITY = 0.9
@@ -66,9 +66,7 @@ class DemoOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        for name in ("seq_len", "iterations", "rounds"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        at_least(self, 1, "seq_len", "iterations", "rounds")
 
 
 OPTIONS = DemoOptions

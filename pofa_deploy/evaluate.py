@@ -40,11 +40,11 @@ from .checkpoint import Task, has_tokenizer, infer_task, read_config, resolve
 from .errors import CheckpointError, DataError, InputError
 from .ir import ir_xml, is_int8_ir, is_ir, read_report
 from .metrics import accuracy, agreement, best_answers, binary_f1, paired_difference, squad_scores
-from .options import coerce_fields, option
+from .options import at_least, coerce_fields, option
 
 N_BEST = 20
-_PRECISION_NAMES = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 MAX_ANSWER_LENGTH = 30
+_PRECISION_NAMES = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,9 @@ class EvaluateOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if self.seq_len < 8:
-            raise InputError(f"--seq-len must be at least 8, got {self.seq_len}")
-        if self.stride < 0:
-            raise InputError(f"--stride must be 0 or more, got {self.stride}")
-        if self.limit is not None and self.limit < 1:
-            raise InputError(f"--limit must be a positive integer, got {self.limit}")
+        at_least(self, 1, "batch_size", "limit")
+        at_least(self, 8, "seq_len")
+        at_least(self, 0, "stride")
 
 
 OPTIONS = EvaluateOptions
@@ -96,14 +91,6 @@ class EvalModel:
     warnings: list[str] = field(default_factory=list)
     precision: str = "f32"  # what non-quantised ops run in (an IR on a BF16 CPU may run bf16)
     int8: bool = False
-
-    @property
-    def runs(self) -> str:
-        """"PyTorch FP32", "OpenVINO FP32", "OpenVINO INT8 (other ops bf16)"..."""
-        kind = "OpenVINO" if self.format == "openvino" else "PyTorch"
-        if self.int8:
-            return f"{kind} INT8 (other ops {self.precision})"
-        return f"{kind} {_PRECISION_NAMES.get(self.precision, self.precision)}"
 
     @property
     def max_length(self) -> int | None:
@@ -361,7 +348,7 @@ def evaluate_model(model: EvalModel, examples: Sequence[Any], options: EvaluateO
     bar = Progress(f"{recipe.value} {model.format} {model.path.name}", len(examples), enabled=progress)
     clock = time.perf_counter()
     result: dict[str, Any] = {"model": model.source, "format": model.format, "int8": model.int8,
-                              "precision": model.precision, "runs": model.runs}
+                              "precision": model.precision}
     predictions: list[Any]
     try:
         if spec(recipe).question_answering:
@@ -423,16 +410,24 @@ def evaluate(options: EvaluateOptions, *, progress: bool | None = None) -> dict[
 # --- command -------------------------------------------------------------------------------------
 
 
+def runs_label(row: dict[str, Any]) -> str:
+    """What one evaluated model ran as: "PyTorch FP32", "OpenVINO FP32", "OpenVINO INT8 (other ops bf16)"."""
+    kind = "OpenVINO" if row["format"] == "openvino" else "PyTorch"
+    if row["int8"]:
+        return f"{kind} INT8 (other ops {row['precision']})"
+    return f"{kind} {_PRECISION_NAMES.get(row['precision'], row['precision'])}"
+
+
 def format_summary(result: dict[str, Any]) -> str:
     data = result["data"] or "hub"
     head = f"{result['benchmark']}: {result['examples']} examples from {data} (seq_len {result['seq_len']})"
     lines = [head]
     rows = [r for r in (result["model"], result["compare"]) if r]
     width = max(len(r["model"]) for r in rows)
-    kind_width = max(len(r["runs"]) for r in rows)
-    for r in rows:
+    kinds = [runs_label(r) for r in rows]
+    kind_width = max(map(len, kinds))
+    for r, kind in zip(rows, kinds, strict=True):
         shown = "  ".join(f"{name.replace('_', ' ')} {value:6.2f}" for name, value in r["metrics"].items())
-        kind = r["runs"]
         extra = f", {r['windows']} windows" if "windows" in r else ""
         lines.append(f"  {r['model']:<{width}}  {kind:<{kind_width}}  {shown}   [{r['seconds']:.1f} s{extra}]")
     if result["agreement"] is not None:

@@ -50,7 +50,7 @@ from .masks import (
     record_masks,
     sparsities,
 )
-from .options import coerce_fields, option
+from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
 from .sparsity import ZeroCheck, layer_table, totals
 
@@ -136,21 +136,11 @@ class FinetuneOptions:
             raise InputError(f"--epochs must be a positive number, got {self.epochs}")
         if self.lr <= 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise InputError("--weight-decay and --max-grad-norm must be 0 or more")
-        for name in ("prune_every", "batch_size", "seq_len"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                 f"got {getattr(self, name)}")
-        for name in ("max_steps", "max_train_samples", "max_eval_samples", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        at_least(self, 0, "weight_decay", "max_grad_norm", "eval_every", "save_every")
+        at_least(self, 1, "prune_every", "batch_size", "seq_len", "max_steps", "max_train_samples",
+                 "max_eval_samples", "threads")
         if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device):
             raise InputError(f"--device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
-        for name in ("eval_every", "save_every"):
-            if getattr(self, name) < 0:
-                raise InputError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
     @property
     def num_labels(self) -> int:

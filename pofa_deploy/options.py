@@ -48,6 +48,15 @@ def flag_name(cls: type, field_name: str, *, every: bool = False) -> str:
     raise KeyError(field_name)
 
 
+def at_least(obj: Any, minimum: float, *names: str, every: bool = False) -> None:
+    """Raise InputError naming the flag when one of ``names`` is below ``minimum`` (None: unset, allowed)."""
+    what = "a positive integer" if minimum == 1 else "0 or more" if minimum == 0 else f"at least {minimum:g}"
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < minimum:
+            raise InputError(f"{flag_name(type(obj), name, every=every)} must be {what}, got {value}")
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]

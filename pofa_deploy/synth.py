@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoint import TASK_CLASSES, Task
 from .errors import InputError
-from .options import coerce_fields, option
+from .options import at_least, coerce_fields, option
 from .outputs import staged_output
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -48,10 +48,8 @@ class SynthOptions:
         coerce_fields(self)
         if not 0.0 <= self.sparsity < 1.0:
             raise InputError(f"--sparsity must be in [0, 1), got {self.sparsity}")
-        if self.num_labels < 1:
-            raise InputError(f"--num-labels must be at least 1, got {self.num_labels}")
-        if self.vocab_size is not None and self.vocab_size < 64:
-            raise InputError(f"--vocab-size must be at least 64, got {self.vocab_size}")
+        at_least(self, 1, "num_labels")
+        at_least(self, 64, "vocab_size")
 
 
 OPTIONS = SynthOptions

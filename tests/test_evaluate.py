@@ -13,7 +13,15 @@ from pofa_deploy.calibration import Recipe
 
 from pofa_deploy.checkpoint import Task
 from pofa_deploy.errors import DataError, InputError
-from pofa_deploy.evaluate import EvaluateOptions, Progress, evaluate, format_summary, label_map, main
+from pofa_deploy.evaluate import (
+    EvaluateOptions,
+    Progress,
+    evaluate,
+    format_summary,
+    label_map,
+    main,
+    runs_label,
+)
 from pofa_deploy.metrics import (
     accuracy,
     agreement,
@@ -313,8 +321,8 @@ def test_evaluate_ir_against_its_checkpoint(converted: Path, two_label: Path, ss
     assert result["examples"] == len(SENTENCES)
     assert 0 <= result["model"]["metrics"]["accuracy"] <= 100
     assert result["agreement"] >= 50.0  # INT8 may flip near-ties of a random model, not half of them
-    assert result["model"]["int8"] and result["model"]["runs"].startswith("OpenVINO INT8 (other ops ")
-    assert result["compare"]["runs"] == "PyTorch FP32" and not result["compare"]["int8"]
+    assert result["model"]["int8"] and runs_label(result["model"]).startswith("OpenVINO INT8 (other ops ")
+    assert runs_label(result["compare"]) == "PyTorch FP32" and not result["compare"]["int8"]
     assert "OpenVINO INT8" in format_summary(result) and "PyTorch FP32" in format_summary(result)
     xml = evaluate(EvaluateOptions(model=str(converted / "openvino_model.xml"), task=Recipe.SST2,
                                    data=str(sst2_data)), progress=False)

@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from pofa_deploy import tradeoff
 from pofa_deploy.runtime import cpu_model, has_amx
@@ -23,7 +24,7 @@ from pofa_deploy.runtime import cpu_model, has_amx
 HERE = Path(__file__).resolve().parent
 
 
-def stage_summary(folder: Path) -> dict[str, object]:
+def stage_summary(folder: Path) -> dict[str, Any]:
     """What one `pofa-deploy finetune` run did and cost, from its finetune_report.json."""
     rep = json.loads((folder / "finetune_report.json").read_text())
     out = {k: rep.get(k) for k in ("steps", "epochs", "train_examples", "time_s", "threads", "teacher", "pruning",
@@ -36,7 +37,7 @@ def stage_summary(folder: Path) -> dict[str, object]:
     return out
 
 
-def gaps(work: Path, data: str) -> dict[str, object]:
+def gaps(work: Path, data: str) -> dict[str, Any]:
     """The two accuracy targets of issue 4 as paired differences on SST-2 dev, with 95% bootstrap
     intervals: one run per model, so the interval is the dev set's sampling noise, not seed noise."""
     from pofa_deploy.evaluate import EvaluateOptions, evaluate
@@ -68,13 +69,14 @@ def main() -> None:
             tradeoff.ModelSet("sparse 90%", w / "sparse90", w / "sparse90-ov-fp32", w / "sparse90-ov-int8")]
     points = tradeoff.measure(sets, task="sst2", data=args.data, seconds=args.time, rounds=args.rounds)
     print(tradeoff.table(points))
-    result = {
+    budget = {name: stage_summary(w / name) for name in args.stages}
+    result: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "recipe": "benchmarks/reference/train.sh",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, AMX {'yes' if has_amx() else 'no'}",
-        "budget": {name: stage_summary(w / name) for name in args.stages},
-        "budget_total_train_minutes": round(sum(stage_summary(w / n)["time_s"] for n in args.stages) / 60, 1),
+        "budget": budget,
+        "budget_total_train_minutes": round(sum(float(b["time_s"]) for b in budget.values()) / 60, 1),
         "attempts": {name: stage_summary(w / name) for name in args.attempts},
         "definitions": {
             "accuracy": "SST-2 dev (872 sentences) accuracy, %, max 128 tokens",
