@@ -317,7 +317,8 @@ def load_task_examples(options: EvaluateOptions, split: str) -> list[Any]:
     """The benchmark's labelled examples, in file order (the first ``limit`` when given)."""
     recipe = options.task
     if options.data is not None and not Path(options.data).expanduser().exists():
-        raise InputError(f"--data {options.data}: no such file or folder")
+        raise InputError(f"--data {options.data}: no such file or folder; give the folder with the task's "
+                         "original files (e.g. SST-2's dev.tsv), or leave --data out to use the hub copy")
     examples: list[Any]
     if options.data is None:
         examples = list(load_from_hub(recipe, split, pass_as="--data PATH"))
