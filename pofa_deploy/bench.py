@@ -540,11 +540,18 @@ def cache_root(options: BenchmarkOptions | None = None) -> Path:
 # -- peak ------------------------------------------------------------------------------------------
 
 
-def peak_key(threads: int) -> str:
+DEFAULT_PEAK_SHAPE = (1024, 4096, 4096)  # --peak-shape's default: the ceiling "% of peak" is taken against
+_PEAK_VERSION = "peak v2"  # latency and throughput modes (v1 figures, one sync request only, are not reused)
+
+
+def peak_key(threads: int, shape: Sequence[int] = DEFAULT_PEAK_SHAPE, seconds: float = 3.0) -> str:
+    """One cache entry per CPU, OpenVINO, threads, MatMul shape and seconds per precision, so a quick
+    ``--peak-shape 64,64,64 --peak-time 0.1`` run is stored beside the real ceiling, never over it."""
     import openvino as ov
 
-    # "peak v2": latency and throughput modes (v1 figures, one sync request only, are not reused)
-    return f"{cpu_model()} | openvino {ov.get_version()} | {threads} threads | peak v2"
+    m, k, n = (int(v) for v in shape)
+    return (f"{cpu_model()} | openvino {ov.get_version()} | {threads} threads | [{m},{k}]x[{k},{n}] | "
+            f"{float(seconds):g} s | {_PEAK_VERSION}")
 
 
 def _peak_model(precision: str, m: int, k: int, n: int, *, use_nncf: bool) -> tuple[Any, str]:
@@ -590,7 +597,7 @@ def measure_peak(*, shape: Sequence[int] = (1024, 4096, 4096), seconds: float = 
     threads = threads or available_cores()
     flops = 2 * m * k * n
     core = ov.Core()
-    result: dict[str, Any] = {"key": peak_key(threads), "cpu_model": cpu_model(),
+    result: dict[str, Any] = {"key": peak_key(threads, (m, k, n), seconds), "cpu_model": cpu_model(),
                               "openvino": ov.get_version(), "threads": threads, "shape": [m, k, n],
                               "flops_per_inference": flops,
                               "seconds_per_precision": seconds,
@@ -687,8 +694,34 @@ def save_peak(cache: Path, peak: dict[str, Any]) -> Path:
     return file
 
 
-def cached_peak(cache: Path, threads: int) -> dict[str, Any] | None:
-    return load_peaks(cache).get(peak_key(threads))
+def cached_peak(cache: Path, threads: int, shape: Sequence[int] = DEFAULT_PEAK_SHAPE) -> dict[str, Any] | None:
+    """The cached ceiling for this CPU, OpenVINO and ``threads``: the ``shape`` entry with the longest
+    timing; failing that, another shape's, with ``peak["lookup"]`` saying which was used instead."""
+    import openvino as ov
+
+    wanted = [int(v) for v in shape]
+    candidates: list[dict[str, Any]] = [
+        entry for key, entry in load_peaks(cache).items()
+        if isinstance(entry, dict) and str(key).endswith(_PEAK_VERSION)
+        and entry.get("cpu_model") == cpu_model() and entry.get("openvino") == ov.get_version()
+        and entry.get("threads") == threads and isinstance(entry.get("shape"), list)]
+    if not candidates:
+        return None
+
+    def rank(entry: dict[str, Any]) -> tuple[bool, float, float, str]:
+        return (entry["shape"] == wanted, float(entry.get("seconds_per_precision") or 0.0),
+                float(entry.get("flops_per_inference") or 0.0), str(entry.get("date", "")))
+
+    chosen: dict[str, Any] = max(candidates, key=rank)
+    best = dict(chosen)
+    m, k, n = best["shape"]
+    timed = f"[{m},{k}]x[{k},{n}] MatMul timed {best.get('seconds_per_precision', '?')} s per precision"
+    if best["shape"] == wanted:
+        best["lookup"] = f"cached {timed} (the longest run of that shape)"
+    else:
+        best["lookup"] = (f"no cached ceiling for the [{wanted[0]},{wanted[1]}]x[{wanted[1]},{wanted[2]}] MatMul; "
+                          f"using a {timed} instead (pofa-deploy benchmark --peak measures the default)")
+    return best
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -787,7 +820,36 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise InputError(f"-load_config {path}: not valid JSON ({exc}); fix the file") from None
     if not isinstance(data, dict) or not isinstance(data.get("CPU", {}), dict):
         raise InputError(f"-load_config {path}: expected an object with a \"CPU\" section of properties")
-    return dict(data.get("CPU", {}))
+    properties = dict(data.get("CPU", {}))
+    check_cpu_properties(properties, f"-load_config {path}")
+    return properties
+
+
+def check_cpu_properties(properties: dict[str, Any], where: str) -> None:
+    """Compile a one-op model with ``properties``, so an unknown key or a bad value is one line naming
+    it now, not an OpenVINO traceback after minutes of work. A trial compile, because the plugin also
+    takes keys its SUPPORTED_PROPERTIES does not list (CACHE_DIR, ENABLE_MMAP, ...)."""
+    if not properties:
+        return
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 4], ov.Type.f32, name="x")
+    core = ov.Core()
+    try:
+        core.compile_model(ov.Model([ops.result(ops.relu(x))], [x], "check"), "CPU", properties)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if not ln.startswith(("Exception from ", "Check '"))),
+                      lines[-1] if lines else type(exc).__name__)
+        supported = core.get_property("CPU", "SUPPORTED_PROPERTIES")
+        unknown = [k for k in properties if k not in supported and k in reason]
+        if unknown:
+            settable = sorted(k for k, mode in supported.items() if str(mode) != "RO")
+            raise InputError(f"{where}: the CPU plugin does not know the property {unknown[0]!r}; remove it "
+                             f"(settable: {', '.join(settable)})") from None
+        raise InputError(f"{where}: the CPU plugin refuses these properties ({reason[:200]}); "
+                         "fix the value") from None
 
 
 def _max_positions(folder: Path) -> int | None:
@@ -1018,7 +1080,10 @@ class OVRunner:
         import openvino as ov
 
         self.variant = source.variant
-        model = core.read_model(str(source.xml))
+        from .ir import read_model
+
+        assert source.xml is not None
+        model = read_model(source.xml, core)  # a corrupt .xml/.bin: one line naming the file
         names = [i.get_any_name() for i in model.inputs]
         try:
             model.reshape({name: [batch, seq_len] for name in names})
@@ -1153,17 +1218,52 @@ class OVRunner:
                 "top_layers": top}
 
 
-class TorchRunner:
-    """The source checkpoint in PyTorch FP32 eager mode; async mode runs it one call at a time."""
+_OV_THREADS: list[int] = []
 
-    def __init__(self, model: Any, feed: dict[str, np.ndarray], threads: int) -> None:
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (hyper-thread siblings counted once)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        cores = {(Path(f"/sys/devices/system/cpu/cpu{c}/topology/physical_package_id").read_text().strip(),
+                  Path(f"/sys/devices/system/cpu/cpu{c}/topology/core_id").read_text().strip()) for c in cpus}
+        return len(cores) or available_cores()
+    except (AttributeError, OSError):
+        return available_cores()
+
+
+def ov_default_threads() -> int:
+    """INFERENCE_NUM_THREADS OpenVINO's CPU plugin picks for a latency-hint model when none is set (one per
+    physical core it uses), asked from the plugin with a one-op model; physical_cores() without it."""
+    if not _OV_THREADS:
+        try:
+            import openvino as ov
+            import openvino.opset13 as ops
+
+            x = ops.parameter([1, 4], ov.Type.f32, name="x")
+            compiled = ov.Core().compile_model(ov.Model([ops.result(ops.relu(x))], [x], "threads"), "CPU",
+                                               {"PERFORMANCE_HINT": "LATENCY"})
+            _OV_THREADS.append(int(compiled.get_property("INFERENCE_NUM_THREADS")) or physical_cores())
+        except (ImportError, RuntimeError, ValueError):
+            _OV_THREADS.append(physical_cores())
+    return _OV_THREADS[0]
+
+
+class TorchRunner:
+    """The source checkpoint in PyTorch FP32 eager mode; async mode runs it one call at a time.
+
+    Threads: ``-nthreads`` when given, else as many as OpenVINO's latency variants use by default (one
+    per physical core), not torch's own default, so both frameworks get the same cores."""
+
+    def __init__(self, model: Any, feed: dict[str, np.ndarray], threads: int | None) -> None:
         import inspect
 
         import torch
 
         self.variant = Variant.PYTORCH_FP32
         self.torch = torch
-        torch.set_num_threads(threads)
+        self.threads_from = "-nthreads" if threads else "OpenVINO's default for a latency model (physical cores)"
+        torch.set_num_threads(threads or ov_default_threads())
         accepted = set(inspect.signature(model.forward).parameters)
         self.model = model
         self.inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items() if k in accepted}
@@ -1200,7 +1300,8 @@ class TorchRunner:
         return RoundResult(lat, [], n, clock() - start)
 
     def compiled_properties(self) -> dict[str, Any]:
-        return {"torch_num_threads": self.torch.get_num_threads(), "nireq": 1}
+        return {"torch_num_threads": self.torch.get_num_threads(), "torch_threads_from": self.threads_from,
+                "nireq": 1}
 
 
 def _load_torch_model(checkpoint: Path) -> Any:
@@ -1370,6 +1471,10 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
     if peak is None:
         the_plan.notes.append(f"no peak measured for this CPU, OpenVINO and {options.threads} threads: run "
                               "pofa-deploy benchmark --peak once to get each variant's share of the ceiling")
+    elif peak.get("shape") != list(DEFAULT_PEAK_SHAPE):
+        m, k, n = peak["shape"]
+        the_plan.notes.append(peak.get("lookup") or f"% of peak is against a [{m},{k}]x[{k},{n}] MatMul "
+                              "measured in this run, not the default --peak-shape ceiling")
     if api is Api.ASYNC and Variant.PYTORCH_FP32 in the_plan.sources:
         the_plan.notes.append("pytorch-fp32 has no request queue: in async mode it runs one call at a time, "
                               "its throughput is batch / latency")
@@ -1422,7 +1527,7 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
                     say(f"{tag}: loading the PyTorch checkpoint {source.checkpoint}")
                     torch_model = _load_torch_model(source.checkpoint)  # type: ignore[arg-type]
                 feed = _feed_for_torch(the_plan.folder, batch, seq_len)
-                runners[v.value] = TorchRunner(torch_model, feed, options.threads)
+                runners[v.value] = TorchRunner(torch_model, feed, options.nthreads)
             else:
                 runners[v.value] = OVRunner(core, source, batch=batch, seq_len=seq_len, api=api,
                                             config=_ov_config(source, options, the_plan.load_config, api),

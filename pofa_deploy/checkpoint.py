@@ -176,6 +176,7 @@ def validate_weights(files: list[Path]) -> None:
 
 def _iter_tensors(file: Path) -> Any:
     import pickle
+    import struct
 
     import torch
 
@@ -193,17 +194,50 @@ def _iter_tensors(file: Path) -> Any:
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(str(exc))
+        if not _is_unsafe_pickle(reason):
+            raise CheckpointError(f"{file}: truncated or corrupt, not a valid PyTorch weight file "
+                                  f"({reason[:120]}); download or save it again") from None
         raise CheckpointError(f"{file}: refused, this pickle would construct arbitrary Python objects "
-                              f"(weights-only loading rejected it: {str(exc).splitlines()[0][:120]}); "
+                              f"(weights-only loading rejected it: {reason[:120]}); "
                               "re-save the weights as safetensors from a trusted environment") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{file}: truncated or corrupt PyTorch weights "
-                              f"({str(exc).splitlines()[0][:120]}); download or save it again") from None
+    except (RuntimeError, EOFError, OSError, ValueError, struct.error, AssertionError, TypeError,
+            IndexError, KeyError) as exc:  # what damaged bytes raise inside torch.load
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CheckpointError(f"{file}: truncated or corrupt, not a valid PyTorch weight file "
+                              f"({reason[:120]}); download or save it again") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{file}: expected a state dict of tensors; save it with save_pretrained")
     for key, value in state.items():
         if isinstance(value, torch.Tensor):
             yield key, value
+
+
+# What torch's weights-only unpickler says when a well-formed pickle asks for an object it will not
+# build (code would run under a plain pickle.load). Anything else it rejects is damaged data.
+_UNSAFE_PICKLE = re.compile(r"Unsupported global: GLOBAL (?P<name>\S+) was not an allowed global"
+                            r"|Trying to load unsupported GLOBAL (?P<blocked>\S+) whose module"
+                            r"|Trying to call reduce for|Can only create new object for|Can only build ")
+_DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def _unpickler_reason(message: str) -> str:
+    """The weights-only unpickler's own complaint, without torch's generic advice around it."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    if match:
+        return match.group(1).strip()
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else "unreadable pickle"
+
+
+def _is_unsafe_pickle(reason: str) -> bool:
+    """True for a real pickle that names arbitrary objects; False for random or damaged bytes (which
+    fail on an unknown opcode, or at best name a 'global' that is no Python name)."""
+    match = _UNSAFE_PICKLE.search(reason)
+    if match is None:
+        return False
+    name = match.group("name") or match.group("blocked")
+    return name is None or bool(_DOTTED_NAME.match(name))
 
 
 @contextlib.contextmanager

@@ -55,7 +55,9 @@ class EvaluateOptions:
     data: str | None = option(None, help="the benchmark's original files: a folder (GLUE train.tsv/dev.tsv, "
                               "MNLI dev_matched.tsv, SQuAD dev-v1.1.json) or one file; without it the hub "
                               "copy is used when the `datasets` library and the network are available")
-    split: str = option("dev", help="train, dev (MNLI: dev_matched) or dev_mismatched (MNLI)")
+    split: str | None = option(None, help="train, dev (MNLI: dev_matched) or dev_mismatched (MNLI); default "
+                               "dev. A --data FILE is read as it is: its name (dev.tsv, train-v1.1.json, ...) "
+                               "gives its split, and --split must agree")
     compare: str | None = option(None, help="a second model (checkpoint or converted folder) to run on the "
                                  "same data; adds the share of identical predictions", metavar="OTHER")
     batch_size: int = option(32, help="examples per inference batch")
@@ -305,28 +307,60 @@ def score(recipe: Recipe, predictions: Sequence[Any], examples: Sequence[Any]) -
     return metrics
 
 
-def split_title(recipe: Recipe, split: str) -> str:
-    """The column name papers use: SST-2, MNLI-m, MNLI-mm, QQP, QNLI, SQuAD v1.1 (+ split if not dev)."""
+def split_title(recipe: Recipe, split: str | None, data: str | None = None) -> str:
+    """The column name papers use: SST-2, MNLI-m, MNLI-mm, QQP, QNLI, SQuAD v1.1 (+ split if not dev;
+    + the file's name when it is a file of unknown split)."""
     title = spec(recipe).title
+    if split is None:
+        return f"{title} ({Path(str(data)).name})"
     if recipe is Recipe.MNLI and split in ("dev_matched", "dev_mismatched"):
         return title + ("-m" if split == "dev_matched" else "-mm")
     return title if split in ("dev", "dev_matched") else f"{title} ({split})"
 
 
-def load_task_examples(options: EvaluateOptions, split: str) -> list[Any]:
+def data_source(options: EvaluateOptions) -> tuple[str | None, str]:
+    """(split, what is read): the split's file in a --data folder, the --data file itself, or the hub copy.
+
+    A single file is read as it is: its split is the one whose file name it has (None when its name is
+    none of them), and a --split that disagrees is refused rather than silently ignored."""
+    recipe = Recipe(options.task)
+    s = spec(recipe)
+    asked = resolve_split(recipe, options.split) if options.split is not None else None
+    if options.data is None:
+        split = asked or resolve_split(recipe, "dev")
+        return split, f"hub:{s.hub[0]}/{s.hub[1] or ''}[{s.hub_splits[split]}]"
+    path = Path(options.data).expanduser()
+    if not path.exists():
+        raise InputError(f"--data {options.data}: no such file or folder; give the folder with the task's "
+                         "original files (e.g. SST-2's dev.tsv), or leave --data out to use the hub copy")
+    if path.is_dir():
+        split = asked or resolve_split(recipe, "dev")
+        return split, str(path / s.files[split])
+    named = next((name for name, file in s.files.items() if file == path.name), None)
+    if asked is not None and asked != named:
+        what = f"the {named} split's file" if named else "a single file, read as it is"
+        raise InputError(f"--split {options.split}: --data {options.data} is {what}; give the folder holding "
+                         f"{', '.join(s.files.values())} to choose a split, or leave --split out")
+    return named, str(path)
+
+
+def load_task_examples(options: EvaluateOptions, split: str | None) -> list[Any]:
     """The benchmark's labelled examples, in file order (the first ``limit`` when given)."""
     recipe = options.task
     if options.data is not None and not Path(options.data).expanduser().exists():
         raise InputError(f"--data {options.data}: no such file or folder; give the folder with the task's "
                          "original files (e.g. SST-2's dev.tsv), or leave --data out to use the hub copy")
     examples: list[Any]
+    split = split or resolve_split(recipe, "dev")  # None: a single file, which is read whatever the split
     if options.data is None:
         examples = list(load_from_hub(recipe, split, pass_as="--data PATH"))
     else:
         examples = list(load_examples(f"{recipe.value}:{options.data}", split=split))
+    where = options.data or recipe.value
+    if spec(recipe).question_answering:
+        _check_squad_v11(where, examples)
     if options.limit is not None:
         examples = examples[: options.limit]
-    where = options.data or recipe.value
     if spec(recipe).question_answering:
         if not any(e.answers for e in examples):
             raise DataError(where, "no question has a gold answer; evaluation needs the answers "
@@ -337,6 +371,20 @@ def load_task_examples(options: EvaluateOptions, split: str) -> list[Any]:
             raise DataError(where, f"example {unlabelled + 1} has no label; evaluation needs labelled data "
                             "(the GLUE train/dev files, not test)")
     return examples
+
+
+def _check_squad_v11(where: str, examples: Sequence[QAExample]) -> None:
+    """Refuse SQuAD v2.0: scoring it as v1.1 would drop its unanswerable questions from the denominator,
+    and v2.0 scoring needs a no-answer threshold that pofa-deploy does not implement."""
+    impossible = sum(e.impossible for e in examples)
+    if impossible:
+        raise DataError(where, f"is SQuAD v2.0 ({impossible} of {len(examples)} questions with is_impossible); "
+                        "pofa-deploy scores v1.1 only (no no-answer threshold): give dev-v1.1.json")
+    missing = [e for e in examples if not e.answers]
+    if missing and len(missing) < len(examples):
+        raise DataError(where, f"{len(missing)} of {len(examples)} questions have no gold answer (first: id "
+                        f"{missing[0].id!r}); SQuAD v1.1 scoring counts every question, so each needs one: "
+                        "give dev-v1.1.json")
 
 
 def evaluate_model(model: EvalModel, examples: Sequence[Any], options: EvaluateOptions, *,
@@ -375,13 +423,13 @@ def evaluate(options: EvaluateOptions, *, progress: bool | None = None) -> dict[
     ``progress``: None shows a progress line when stderr is a terminal, True/False force it.
     """
     recipe = Recipe(options.task)
-    split = resolve_split(recipe, options.split)
+    split, data = data_source(options)
     examples = load_task_examples(options, split)
     result: dict[str, Any] = {
         "task": recipe.value,
-        "benchmark": split_title(recipe, split),
-        "split": split,
-        "data": options.data,
+        "benchmark": split_title(recipe, split, data),
+        "split": split,  # None: a --data file whose name is no split's file name
+        "data": data,  # the file actually read, or hub:DATASET[SPLIT]
         "examples": len(examples),
         "seq_len": options.seq_len,
         "batch_size": options.batch_size,

@@ -134,10 +134,42 @@ def is_int8_ir(xml: Path, report: dict[str, Any] | None = None) -> bool:
     return 'element_type="i8"' in text or 'element_type="u8"' in text or "FakeQuantize" in text
 
 
-def read_model(xml: Path) -> Any:
+def read_model(xml: Path, core: Any = None) -> Any:
+    """``core.read_model`` of an IR; a truncated or corrupt .xml/.bin is a one-line CheckpointError
+    naming the file instead of OpenVINO's multi-line exception."""
     import openvino as ov
 
-    return ov.Core().read_model(str(xml))
+    from .errors import CheckpointError
+
+    xml = Path(xml)
+    weights = xml.with_suffix(".bin")
+    fix = "convert the model again (pofa-deploy convert MODEL -o OUT) or copy both files again"
+    try:
+        with open(xml, "rb") as fh:
+            head = fh.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as exc:
+        raise CheckpointError(f"{xml}: cannot read the IR ({exc.strerror or exc}); {fix}") from None
+    if not head.startswith(b"<"):  # otherwise OpenVINO offers it to every frontend, and TF's log noise
+        raise CheckpointError(f"{xml}: not an OpenVINO IR (the .xml is empty or not XML); {fix}")
+    try:
+        return (core or ov.Core()).read_model(str(xml))
+    except RuntimeError as exc:
+        reason = _openvino_reason(str(exc))
+        low = reason.lower()
+        if "bin file" in low or "weights" in low:
+            what = f"{weights}: missing, truncated or corrupt weights of {xml.name}"
+        elif "pugi::" in str(exc) or "unable to read the model" in low:  # pugixml: the XML parser
+            what = f"{xml}: truncated or corrupt IR XML"
+        else:
+            what = f"{xml}: OpenVINO cannot build this IR, its .xml or {weights.name} is corrupt"
+        raise CheckpointError(f"{what} ({reason[:160]}); {fix}") from None
+
+
+def _openvino_reason(message: str) -> str:
+    """The informative line of an OpenVINO exception (not its 'Exception from file:line' frames)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return useful[-1] if useful else (lines[-1] if lines else "no details")
 
 
 def is_ir(path: Path) -> bool:

@@ -95,17 +95,20 @@ def f1(prediction: str, gold: str) -> float:
 
 
 def squad_scores(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
-    """{"exact_match", "f1"} in percent; each prediction takes its best gold answer.
+    """{"exact_match", "f1"} in percent (SQuAD v1.1); each prediction takes its best gold answer.
 
-    Questions without gold answers are skipped, as in the official script (it has none in v1.1).
+    Every question counts: one without a gold answer (a SQuAD v2.0 unanswerable question) is a
+    ValueError, never left out of the denominator, since v1.1 scoring has no way to credit "no answer".
     """
     if len(predictions) != len(golds):
         raise ValueError("predictions and gold answers differ in length")
+    missing = sum(1 for answers in golds if not answers)
+    if missing:
+        raise ValueError(f"{missing} of {len(golds)} questions have no gold answer; SQuAD v1.1 scoring "
+                         "needs one for every question")
     em = f1_total = 0.0
     scored = 0
     for prediction, answers in zip(predictions, golds, strict=True):
-        if not answers:
-            continue
         scored += 1
         em += max(exact_match(prediction, g) for g in answers)
         f1_total += max(f1(prediction, g) for g in answers)

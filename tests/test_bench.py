@@ -288,6 +288,95 @@ def test_peak_measures_and_is_used(peak_run: tuple[int, str, str], full_run: dic
         assert e["peak_precision"] == "int8" and e["peak_share"] > 0
         assert e["ops_per_second"] == pytest.approx(e["peak_share"] * peak["int8"]["ops_per_second"])
         assert cfg["results"]["pytorch-fp32"]["peak_precision"] == "fp32"
+    # the key names the shape and duration, and a ceiling of another shape than the default is labelled
+    (key,) = cached
+    assert "[64,256]x[256,256]" in key and "| 0.1 s |" in key
+    assert "no cached ceiling for the [1024,4096]x[4096,4096] MatMul" in full_run["result"]["peak"]["lookup"]
+    assert any("using a [64,256]x[256,256] MatMul timed 0.1 s" in n for n in full_run["result"]["notes"])
+
+
+def _fake_measure_peak(*, shape: Any = bench.DEFAULT_PEAK_SHAPE, seconds: float = 3.0, threads: int | None = None,
+                       progress: Any = None, **_: Any) -> dict[str, Any]:
+    """measure_peak's result without timing anything: ops/s grow with the shape, as real ceilings do."""
+    import openvino as ov
+
+    m, k, n = shape
+    threads = threads or bench.available_cores()
+    ops = float(m * k * n)
+    return {"key": bench.peak_key(threads, shape, seconds), "cpu_model": bench.cpu_model(),
+            "openvino": ov.get_version(), "threads": threads, "shape": [m, k, n],
+            "flops_per_inference": 2 * m * k * n, "seconds_per_precision": seconds, "date": "2026-01-01T00:00:00",
+            **{p: {"ops_per_second": ops, "best_ops_per_second": ops, "verified": True, "exec_type": "fake",
+                   "runtime_precision": "i8" if p == "int8" else "f32", "method": "fake"}
+               for p in ("int8", "fp32")}}
+
+
+def test_quick_peak_does_not_replace_the_real_ceiling(int8_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "measure_peak", _fake_measure_peak)
+    cache = tmp_path / "cache"
+    code, _out, err = run_cli("--peak", "--cache-dir", str(cache), "-q")  # the default shape, 3 s
+    assert code == 0, err
+    code, _out, err = run_cli("--peak", "--peak-shape", "64,64,64", "--peak-time", "0.1", "--cache-dir", str(cache),
+                              "-q")
+    assert code == 0, err
+    entries = bench.load_peaks(cache)
+    assert sorted(e["shape"] for e in entries.values()) == [[64, 64, 64], list(bench.DEFAULT_PEAK_SHAPE)]
+    threads = BenchmarkOptions(peak=True).threads
+    real = bench.cached_peak(cache, threads)
+    assert real is not None and real["shape"] == list(bench.DEFAULT_PEAK_SHAPE)
+    assert real["seconds_per_precision"] == 3.0 and real["lookup"].startswith("cached [1024,4096]x[4096,4096]")
+    # a longer run of the default shape is preferred over a shorter one; other thread counts never match
+    bench.save_peak(cache, _fake_measure_peak(seconds=10.0, threads=threads))
+    assert bench.cached_peak(cache, threads)["seconds_per_precision"] == 10.0  # type: ignore[index]
+    assert bench.cached_peak(cache, threads + 1) is None
+    # "% of peak" in a benchmark is taken against the default-shape ceiling, with no note about it
+    options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8,), niter=2, rounds=1, warmup=0,
+                               seq_len=(16,), cache_dir=cache)
+    result = bench.benchmark(options)
+    assert result["peak"]["shape"] == list(bench.DEFAULT_PEAK_SHAPE)
+    e = result["configs"][0]["results"]["int8"]
+    assert e["peak_ops_per_second"] == pytest.approx(1024 * 4096 * 4096)
+    assert not any("ceiling" in n for n in result["notes"])
+    # with only a quick entry cached, it is used and the result says so
+    quick_only = tmp_path / "quick"
+    bench.save_peak(quick_only, _fake_measure_peak(shape=(64, 64, 64), seconds=0.1, threads=threads))
+    peak = bench.cached_peak(quick_only, threads)
+    assert peak is not None and peak["shape"] == [64, 64, 64]
+    assert peak["lookup"].startswith("no cached ceiling for the [1024,4096]x[4096,4096] MatMul; using a "
+                                     "[64,64]x[64,64] MatMul timed 0.1 s")
+
+
+def test_pytorch_threads_follow_nthreads_or_openvinos_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino as ov
+    import openvino.opset13 as ops
+    import torch
+
+    x = ops.parameter([1, 4], ov.Type.f32, name="x")
+    compiled = ov.Core().compile_model(ov.Model([ops.result(ops.relu(x))], [x], "t"), "CPU",
+                                       {"PERFORMANCE_HINT": "LATENCY"})
+    ov_threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    assert bench.ov_default_threads() == ov_threads
+    assert 1 <= bench.physical_cores() <= bench.available_cores()
+
+    class Tiny(torch.nn.Module):
+        def forward(self, input_ids: Any) -> Any:
+            return input_ids * 2
+
+    feed = {"input_ids": np.ones((1, 4), dtype=np.int64), "attention_mask": np.ones((1, 4), dtype=np.int64)}
+    before = torch.get_num_threads()
+    monkeypatch.setattr(bench, "available_cores", lambda: 64)  # logical CPUs are not what OpenVINO uses
+    try:
+        torch.set_num_threads(max(1, ov_threads + 1))
+        runner = bench.TorchRunner(Tiny(), feed, None)
+        props = runner.compiled_properties()
+        assert props["torch_num_threads"] == ov_threads == torch.get_num_threads()
+        assert "OpenVINO's default" in props["torch_threads_from"]
+        runner = bench.TorchRunner(Tiny(), feed, 1)  # -nthreads 1
+        assert runner.compiled_properties()["torch_num_threads"] == 1
+        assert runner.compiled_properties()["torch_threads_from"] == "-nthreads"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_peak_int8_without_nncf_uses_fake_quantize() -> None:
@@ -388,6 +477,45 @@ def test_bad_input_is_one_line(args: list[str], expected: str, int8_dir: Path,
     assert len(lines) == 1 and lines[0].startswith("pofa-deploy: error: "), stderr
     assert expected.format(**values) in lines[0]
     assert stdout == ""
+
+
+def test_unknown_load_config_property_is_one_line(int8_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text(json.dumps({"CPU": {"BOGUS_KEY": "1"}}))
+    code, stdout, stderr = run_cli(str(int8_dir), "-load_config", str(bogus), "-t", "1", "-q",
+                                   "--cache-dir", str(cache_dir))
+    assert code == 2 and stdout == "", stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"pofa-deploy: error: -load_config {bogus}: ") and "'BOGUS_KEY'" in line
+    assert "NUM_STREAMS" in line  # the settable properties are listed
+    bad_value = tmp_path / "bad.json"
+    bad_value.write_text(json.dumps({"CPU": {"NUM_STREAMS": "abc"}}))
+    with pytest.raises(InputError, match=r"-load_config .*bad\.json: the CPU plugin refuses .*abc"):
+        bench.load_config_file(bad_value)
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"CPU": {"NUM_STREAMS": "1", "CACHE_DIR": str(tmp_path / "ov-cache")}}))
+    assert bench.load_config_file(fine)["NUM_STREAMS"] == "1"  # accepted though not in SUPPORTED_PROPERTIES
+
+
+@pytest.mark.parametrize(("damage", "needle"), [
+    ("truncate-bin", "openvino_model.bin: missing, truncated or corrupt weights"),
+    ("truncate-xml", "openvino_model.xml: truncated or corrupt IR XML"),
+    ("random-xml", "openvino_model.xml: not an OpenVINO IR"),
+])
+def test_corrupt_ir_is_one_line(damage: str, needle: str, int8_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "ir"
+    shutil.copytree(int8_dir, folder)
+    part = folder / ("openvino_model.bin" if damage.endswith("bin") else "openvino_model.xml")
+    data = part.read_bytes()
+    part.write_bytes(data[: len(data) // 2] if damage.startswith("truncate")
+                     else np.random.default_rng(0).bytes(len(data)))
+    code, stdout, stderr = run_cli(str(folder), "--variants", "int8", "-niter", "2", "--rounds", "1", "-q",
+                                   "--no-plots", "--cache-dir", str(cache_dir), "--output-dir", str(tmp_path / "o"))
+    assert code == 4 and stdout == "", stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("pofa-deploy: error: ") and needle in line, line
 
 
 def test_options_validate_in_the_library_too() -> None:

@@ -220,7 +220,23 @@ def test_squad_guards(tmp_path: Path) -> None:
     squad_error("b.json", [{"id": "q", "answers": []}], "qas[0]: 'question'")
     squad_error("c.json", [{"id": "q", "question": "a?"}, {"id": "q", "question": "b?"}], "duplicate id")
     squad_error("e.json", [], "no questions")
+    squad_error("f.json", [{"id": "q", "question": "a?", "answers": [], "is_impossible": "yes"}],
+                "qas[0]: 'is_impossible' must be true or false")
     rejects(tmp_path, "d.json", '{"data": {"x": 1}}', contains="'data' must be a list")
+
+
+def test_squad_v2_questions_are_marked_impossible(tmp_path: Path) -> None:
+    """A v2.0 file reads (calibration only needs question and context), each unanswerable question marked,
+    so that evaluation can refuse to score it as v1.1."""
+    qas = [{"id": "q1", "question": "Where?", "is_impossible": False,
+            "answers": [{"text": "Paris", "answer_start": SQUAD_CONTEXT.index("Paris")}]},
+           {"id": "q2", "question": "Who painted it?", "is_impossible": True, "answers": [],
+            "plausible_answers": [{"text": "Eiffel", "answer_start": 4}]}]
+    examples = load_examples(squad_file(tmp_path, "dev-v2.0.json", qas))
+    assert [(e.id, e.impossible, e.answers) for e in examples] == [("q1", False, ("Paris",)), ("q2", True, ())]
+    line = {"id": "z", "question": "q?", "context": "c.", "answers": [], "is_impossible": True}
+    (jsonl,) = load_examples(write(tmp_path, "v2.jsonl", json.dumps(line)))
+    assert jsonl.impossible and not load_examples(squad_file(tmp_path))[0].impossible
 
 
 def test_missing_and_unsupported_sources(tmp_path: Path) -> None:

@@ -85,6 +85,20 @@ def test_corrupt_bin(tiny_checkpoint, tmp_path):
         load_checkpoint(ck)
 
 
+@pytest.mark.parametrize("content", [bytes(range(256)) * 64, b"\x80\x02" + bytes(range(7, 256)) * 8,
+                                     b"\x80\x02c\xff\xfe\n\x01\n."])
+def test_random_bytes_bin_is_corrupt_not_malicious(tiny_checkpoint, tmp_path, content):
+    ck = _copy(tiny_checkpoint(), tmp_path)
+    _to_bin(ck)
+    (ck / "pytorch_model.bin").write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(ck)
+    message = str(info.value)
+    assert "pytorch_model.bin: truncated or corrupt, not a valid PyTorch weight file" in message
+    assert "refused" not in message and "arbitrary" not in message
+    assert "\n" not in message
+
+
 def test_nan_weights(tiny_checkpoint, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -136,6 +136,53 @@ def test_convert_inspect_roundtrip(capsys, tiny_checkpoint, tmp_path):
     assert data["kind"] == "checkpoint" and data["totals"]["eligible_layers"] == 13  # 12 encoder + pooler
 
 
+def _tiny_ir(folder):
+    """A two-op IR written by OpenVINO itself: a MatMul weight and a Reshape whose target shape is in the .bin."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 64], ov.Type.f32, name="input_ids")
+    w = ops.constant(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32))
+    y = ops.reshape(ops.matmul(x, w, False, True), ops.constant(np.array([64], dtype=np.int64)), False)
+    folder.mkdir()
+    ov.save_model(ov.Model([ops.result(y)], [x], "tiny"), str(folder / "openvino_model.xml"),
+                  compress_to_fp16=False)
+    return folder
+
+
+@pytest.mark.parametrize(("damage", "needles"), [
+    (None, []),
+    ("truncate-bin", ["openvino_model.bin: missing, truncated or corrupt weights"]),
+    ("random-bin", ["openvino_model.xml: OpenVINO cannot build this IR", "openvino_model.bin is corrupt"]),
+    ("missing-bin", ["openvino_model.bin: missing, truncated or corrupt weights"]),
+    ("truncate-xml", ["openvino_model.xml: truncated or corrupt IR XML"]),
+    ("random-xml", ["openvino_model.xml: not an OpenVINO IR"]),
+    ("empty-xml", ["openvino_model.xml: not an OpenVINO IR"]),
+])
+def test_corrupt_ir_inspect_is_one_line(capsys, tmp_path, damage, needles):
+    import numpy as np
+
+    folder = _tiny_ir(tmp_path / "ir")
+    if damage is not None:
+        part = folder / ("openvino_model.bin" if damage.endswith("bin") else "openvino_model.xml")
+        data = part.read_bytes()
+        if damage.startswith("truncate"):
+            part.write_bytes(data[: len(data) // 2])
+        elif damage.startswith("random"):
+            part.write_bytes(np.random.default_rng(1).bytes(len(data)))
+        elif damage.startswith("empty"):
+            part.write_bytes(b"")
+        else:
+            part.unlink()
+    code, out, err = run(capsys, "inspect", str(folder))
+    if damage is None:
+        assert code == 0 and "openvino-ir" in out, err
+        return
+    assert code == 4 and out == ""
+    assert_one_line_error(code, err, *needles, "convert the model again")
+
+
 def test_synth_command_and_guard(capsys, tmp_path):
     code, _, err = run(capsys, "synth", "--arch", "tiny-bert", "--sparsity", "0.8", "-o", str(tmp_path / "s"))
     assert code == 0 and "80% sparse" in err

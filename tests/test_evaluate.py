@@ -60,6 +60,9 @@ def test_squad_f1_by_hand() -> None:
     assert scores["f1"] == pytest.approx(100 * 2 / 3)
     # F1 takes the best gold independently of EM
     assert squad_scores(["in 1889 AD"], [["1889", "in 1889"]])["f1"] == pytest.approx(100 * 0.8)
+    # a question without gold answers (SQuAD v2.0 unanswerable) is never dropped from the denominator
+    with pytest.raises(ValueError, match="1 of 2 questions have no gold answer"):
+        squad_scores(["Paris", ""], [["Paris"], []])
 
 
 def test_classification_metrics_by_hand() -> None:
@@ -268,6 +271,67 @@ def test_data_guards(two_label: Path, tmp_path: Path) -> None:
         evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(good), seq_len=512))
 
 
+def _squad(path: Path, qas: list[dict[str, Any]], version: str = "v2.0") -> Path:
+    context = "The Eiffel Tower is in Paris. It was built in 1889."
+    path.write_text(json.dumps({"version": version, "data": [{"title": "t", "paragraphs": [
+        {"context": context, "qas": qas}]}]}))
+    return path
+
+
+ANSWERABLE = {"id": "a", "question": "Where is it?", "answers": [{"text": "Paris", "answer_start": 23}]}
+
+
+def test_squad_v2_is_refused_not_scored_as_v11(tiny_checkpoint: Callable[..., Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from pofa_deploy import cli
+
+    qa_model = str(tiny_checkpoint("bert", Task.QUESTION_ANSWERING))
+    impossible = {"id": "b", "question": "Who painted it?", "answers": [], "is_impossible": True,
+                  "plausible_answers": [{"text": "Eiffel", "answer_start": 4}]}
+    v2 = _squad(tmp_path / "dev-v2.0.json", [dict(ANSWERABLE, is_impossible=False), impossible])
+    with pytest.raises(DataError, match=r"dev-v2\.0\.json: is SQuAD v2\.0 \(1 of 2 questions with "
+                                        r"is_impossible\); pofa-deploy scores v1\.1 only"):
+        evaluate(EvaluateOptions(model=qa_model, task=Recipe.SQUAD, data=str(v2)), progress=False)
+    # --limit does not hide it: the whole file is checked
+    with pytest.raises(DataError, match=r"is SQuAD v2\.0"):
+        evaluate(EvaluateOptions(model=qa_model, task=Recipe.SQUAD, data=str(v2), limit=1), progress=False)
+    # unflagged questions without answers are refused too, not left out of the denominator
+    partial = _squad(tmp_path / "partial.json", [ANSWERABLE, {"id": "c", "question": "Why?", "answers": []}],
+                     version="1.1")
+    with pytest.raises(DataError, match="1 of 2 questions have no gold answer \\(first: id 'c'\\)"):
+        evaluate(EvaluateOptions(model=qa_model, task=Recipe.SQUAD, data=str(partial)), progress=False)
+    # the command line: one line, exit 3 (a malformed data file)
+    assert cli.main(["evaluate", qa_model, "--task", "squad", "--data", str(v2)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is SQuAD v2.0" in err and err.startswith("pofa-deploy: error: ")
+
+
+def test_split_with_a_single_file_is_honoured_or_refused(two_label: Path, sst2_data: Path,
+                                                        tmp_path: Path) -> None:
+    model = str(two_label)
+    dev = sst2_data / "dev.tsv"
+    with pytest.raises(InputError, match=r"--split train: --data .*dev\.tsv is the dev split's file; give the "
+                                         r"folder holding train\.tsv, dev\.tsv"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(dev), split="train"))
+    train = tmp_path / "train.tsv"
+    train.write_text(dev.read_text())
+    result = evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(train), limit=2), progress=False)
+    assert (result["split"], result["benchmark"], result["data"]) == ("train", "SST-2 (train)", str(train))
+    assert f"SST-2 (train): 2 examples from {train}" in format_summary(result)
+    same = evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(dev), split="validation", limit=2),
+                    progress=False)
+    assert (same["split"], same["benchmark"], same["data"]) == ("dev", "SST-2", str(dev))
+    mine = tmp_path / "mine.tsv"
+    mine.write_text(dev.read_text())
+    with pytest.raises(InputError, match=r"--split dev: --data .*mine\.tsv is a single file, read as it is"):
+        evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(mine), split="dev"))
+    result = evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(mine), limit=2), progress=False)
+    assert (result["split"], result["benchmark"], result["data"]) == (None, "SST-2 (mine.tsv)", str(mine))
+    folder = evaluate(EvaluateOptions(model=model, task=Recipe.SST2, data=str(sst2_data), limit=2),
+                      progress=False)
+    assert (folder["split"], folder["data"]) == ("dev", str(sst2_data / "dev.tsv"))
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("batch_size", 0, "--batch-size"), ("seq_len", 4, "--seq-len"), ("limit", 0, "--limit"),
     ("stride", -1, "--stride")])
@@ -285,7 +349,7 @@ def test_command_line(two_label: Path, sst2_data: Path, tmp_path: Path,
     ns = parser.parse_args([str(two_label), "--task", "SST2", "--data", str(sst2_data), "--limit", "4",
                             "--batch-size", "2", "--json", str(out_json)])
     options = from_namespace(EvaluateOptions, ns)
-    assert options.task is Recipe.SST2 and options.json == out_json and options.split == "dev"
+    assert options.task is Recipe.SST2 and options.json == out_json and options.split is None  # dev
     assert main(options) == 0
     captured = capsys.readouterr()
     assert "SST-2: 4 examples" in captured.out and "accuracy" in captured.out

@@ -1,0 +1,77 @@
+// Kernel interface shared by the op (sparse_fc.cpp), the portable kernel (kernel_generic.cpp) and
+// the AVX-512 VNNI kernel (kernel_vnni.cpp).
+//
+// Why only plain structs and raw pointers here: kernel_vnni.cpp is compiled with -mavx512*, so any
+// inline function it instantiates (std::vector, TBB, OpenVINO headers) could be emitted with AVX-512
+// instructions and then picked by the linker for the *portable* code too (inline functions are merged
+// across translation units), which would crash on a CPU without AVX-512. The VNNI translation unit
+// therefore includes nothing but this header and <immintrin.h>, and all threading (ov::parallel_for)
+// and memory management stay in the portable translation units.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pofa {
+
+// One group of four consecutive K positions of a weight row ("K-quad") that holds at least one
+// nonzero. vpdpbusd multiplies 4 u8 activations by 4 i8 weights and adds the products to one int32
+// lane, so a quad is the natural unit: its 4 weights are broadcast to all 16 lanes and multiplied with
+// 16 tokens' 4 activations each.
+struct Quad {
+    int32_t kq;  // quad index along K: weights of K positions 4*kq .. 4*kq+3
+    int32_t w4;  // the 4 i8 weights, little-endian (byte j is K position 4*kq+j)
+};
+
+// Packed weights as the VNNI kernel reads them (built once per op instance, see sparse_fc.cpp).
+//
+// Rows are grouped in blocks of kRowBlock; K is split in blocks of kq_block quads so that the
+// activation panel slice of one K block stays in L1 while every row of a row block walks over it.
+// The quads of (row block rb, K block kb, row r) are quads[seg[s] .. seg[s+1]) with
+// s = (rb * n_kblocks + kb) * kRowBlock + r: one sequential stream per row block, no searching.
+struct PackedView {
+    const Quad* quads;
+    const uint32_t* seg;
+    const float* alpha;  // per row: weight scale * activation step
+    const float* beta;   // per row: weight scale * activation offset * row sum + bias
+    int64_t K, N, Kq;    // Kq = ceil(K / 4)
+    int64_t n_kblocks, kq_block;
+};
+
+constexpr int64_t kRowBlock = 32;   // rows per block (multiple of 16: the epilogue writes 16 outputs at once)
+constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
+constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row
+
+// Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
+// q = round_half_even(clamp(x * scale + shift, 0, levels - 1)).
+struct QuantParams {
+    float scale;  // (levels - 1) / (input_high - input_low)
+    float shift;  // -input_low * scale
+    float qmax;   // levels - 1
+};
+
+// Panel layout for tokens: tile t (tile_tokens tokens each), then K-quad kq, then token, then the 4
+// bytes of the quad: panel[((t * Kq + kq) * tile_tokens + m) * 4 + j]. A 16-token group of one quad is
+// one aligned 64-byte load.
+
+// --- Portable kernel (kernel_generic.cpp): any CPU, straight from the CSR form of the IR ---
+// Quantise tokens [m_begin, m_end) of x ([M, K]) into q ([M, K] u8), bit-identical to vnni_quantize.
+void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q);
+// out[m, n] for rows [n_begin, n_end) and all M tokens; same integer sums and the same final fma as the
+// VNNI path, so both paths give identical outputs.
+void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
+                  const float* beta, const uint8_t* q, int64_t M, int64_t K, int64_t N, int64_t n_begin,
+                  int64_t n_end, float* out);
+
+// --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
+bool vnni_supported();
+// Quantise tokens [m_begin, m_end) of x ([M, K] row-major) into the panel. Tokens of the last tile
+// beyond M must be zeroed by the caller.
+void vnni_quantize(const float* x, int64_t K, int64_t Kq, int64_t m_begin, int64_t m_end, int64_t tile_tokens,
+                   const QuantParams& qp, uint8_t* panel);
+// One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
+// 64-byte aligned scratch) and write out[m, n] for the tile's `tokens` valid tokens starting at m0.
+void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
+                    int64_t tokens, int64_t m0, int32_t* acc, float* out);
+
+}  // namespace pofa

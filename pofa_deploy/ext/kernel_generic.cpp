@@ -1,0 +1,35 @@
+// Portable kernel of SparseFullyConnected: plain C++, compiled without any ISA flag, so the extension
+// runs (correctly, slowly) on any CPU OpenVINO runs on. It is also the reference the VNNI path is
+// tested against: same quantisation arithmetic, same int32 sums, same final fma.
+#include <cmath>
+
+#include "kernel.hpp"
+
+namespace pofa {
+
+void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q) {
+    for (int64_t m = m_begin; m < m_end; ++m) {
+        for (int64_t k = 0; k < K; ++k) {
+            float v = std::fma(x[m * K + k], qp.scale, qp.shift);
+            v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0, like _mm512_max_ps(v, 0)
+            v = v < qp.qmax ? v : qp.qmax;
+            q[m * K + k] = static_cast<uint8_t>(std::nearbyint(v));  // round half to even (default mode)
+        }
+    }
+}
+
+void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
+                  const float* beta, const uint8_t* q, int64_t M, int64_t K, int64_t N, int64_t n_begin,
+                  int64_t n_end, float* out) {
+    for (int64_t n = n_begin; n < n_end; ++n) {
+        const int32_t begin = rowptr[n], end = rowptr[n + 1];
+        for (int64_t m = 0; m < M; ++m) {
+            const uint8_t* qm = q + m * K;
+            int32_t acc = 0;
+            for (int32_t i = begin; i < end; ++i) acc += static_cast<int32_t>(qm[cols[i]]) * values[i];
+            out[m * N + n] = std::fma(alpha[n], static_cast<float>(acc), beta[n]);
+        }
+    }
+}
+
+}  // namespace pofa

@@ -1,0 +1,262 @@
+// SparseFullyConnected: shape inference, attributes, weight packing and the threaded evaluate.
+// Kernels are in kernel_generic.cpp (portable) and kernel_vnni.cpp (AVX-512 VNNI).
+#include "sparse_fc.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "kernel.hpp"
+#include "openvino/core/parallel.hpp"
+
+namespace pofa {
+
+namespace {
+
+enum Input { X = 0, VALUES, INDICES, ROW_PTR, SCALE, BIAS, FQ, N_INPUTS };
+
+// 64-byte aligned scratch: every 16-token group of a quad is one aligned load (a load that splits a
+// cache line costs ~1.6x in the kernel's inner loop).
+struct AlignedFree {
+    void operator()(void* p) const { ::operator delete(p, std::align_val_t(64)); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t, AlignedFree>;
+
+AlignedBytes aligned_bytes(size_t n) {
+    return AlignedBytes(static_cast<uint8_t*>(::operator new(std::max<size_t>(n, 64), std::align_val_t(64))));
+}
+
+}  // namespace
+
+SparseFullyConnected::Path SparseFullyConnected::choose_path() {
+    const char* env = std::getenv("POFA_SPARSE_KERNEL");
+    const std::string want = env ? env : "auto";
+    if (want == "generic") return Path::Generic;
+    if (want == "vnni") {
+        OPENVINO_ASSERT(vnni_supported(), "SparseFullyConnected: POFA_SPARSE_KERNEL=vnni but this CPU has no AVX-512 VNNI");
+        return Path::Vnni;
+    }
+    OPENVINO_ASSERT(want == "auto" || want.empty(), "SparseFullyConnected: POFA_SPARSE_KERNEL must be auto, generic or vnni, got '", want, "'");
+    static const bool has_vnni = vnni_supported();
+    return has_vnni ? Path::Vnni : Path::Generic;
+}
+
+// Everything evaluate needs that depends only on the constant inputs.
+struct Prepared {
+    int64_t K = 0, N = 0, Kq = 0, n_rblocks = 0, n_kblocks = 0, kq_block = 0;
+    QuantParams qp{};
+    std::vector<int8_t> values;  // CSR copy for the portable path
+    std::vector<int32_t> indices, row_ptr;
+    std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
+    std::vector<Quad> quads;         // VNNI layout, see kernel.hpp
+    std::vector<uint32_t> seg;
+
+    PackedView view() const {
+        return PackedView{quads.data(), seg.data(), alpha.data(), beta.data(), K, N, Kq, n_kblocks, kq_block};
+    }
+};
+
+SparseFullyConnected::SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
+                                           int64_t levels)
+    : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels) {
+    constructor_validate_and_infer_types();
+}
+
+void SparseFullyConnected::validate_and_infer_types() {
+    NODE_VALIDATION_CHECK(this, get_input_size() == N_INPUTS, "expects 7 inputs, got ", get_input_size());
+    NODE_VALIDATION_CHECK(this, m_in_features > 0 && m_out_features > 0, "in_features and out_features must be > 0");
+    NODE_VALIDATION_CHECK(this, m_levels >= 2 && m_levels <= 256, "levels must be in [2, 256] (u8 activations), got ", m_levels);
+    const ov::element::Type expected[N_INPUTS] = {ov::element::f32, ov::element::i8,  ov::element::i32, ov::element::i32,
+                                                 ov::element::f32, ov::element::f32, ov::element::f32};
+    for (size_t i = 0; i < N_INPUTS; ++i)
+        NODE_VALIDATION_CHECK(this, get_input_element_type(i).compatible(expected[i]), "input ", i, " must be ",
+                              expected[i], ", got ", get_input_element_type(i));
+    const auto n = m_out_features;
+    const ov::PartialShape fixed[N_INPUTS] = {{}, {-1}, {-1}, {n + 1}, {n}, {n}, {4}};
+    for (size_t i = 1; i < N_INPUTS; ++i)
+        NODE_VALIDATION_CHECK(this, get_input_partial_shape(i).compatible(fixed[i]), "input ", i, " must have shape ",
+                              fixed[i], ", got ", get_input_partial_shape(i));
+    ov::PartialShape out = get_input_partial_shape(X);
+    if (out.rank().is_static()) {
+        NODE_VALIDATION_CHECK(this, out.rank().get_length() >= 1, "input 0 must have rank >= 1");
+        auto& last = out[out.rank().get_length() - 1];
+        NODE_VALIDATION_CHECK(this, last.compatible(m_in_features), "input 0 must end in ", m_in_features, ", got ", out);
+        last = ov::Dimension(m_out_features);
+    }
+    set_output_type(0, ov::element::f32, out);
+    // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
+    // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
+    // with its message. (An exception thrown by evaluate is not reliably reported by the CPU plugin:
+    // with INFERENCE_NUM_THREADS=1, OpenVINO 2026.4 was seen returning the previous outputs instead.)
+    m_path = choose_path();
+}
+
+std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
+    // A clone packs its own copy: its constant inputs may differ from ours.
+    return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels);
+}
+
+bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
+    visitor.on_attribute("in_features", m_in_features);
+    visitor.on_attribute("out_features", m_out_features);
+    visitor.on_attribute("levels", m_levels);
+    return true;
+}
+
+bool SparseFullyConnected::has_evaluate() const {
+    return true;
+}
+
+const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) const {
+    std::call_once(m_once, [&] {
+        auto p = std::make_shared<Prepared>();
+        const int64_t K = m_in_features, N = m_out_features;
+        p->K = K;
+        p->N = N;
+        p->Kq = (K + 3) / 4;
+        const auto& tv = inputs[VALUES];
+        const auto& ti = inputs[INDICES];
+        const auto& tr = inputs[ROW_PTR];
+        const int64_t nnz = static_cast<int64_t>(tv.get_size());
+        OPENVINO_ASSERT(static_cast<int64_t>(ti.get_size()) == nnz, "SparseFullyConnected: values and indices differ in length");
+        OPENVINO_ASSERT(static_cast<int64_t>(tr.get_size()) == N + 1, "SparseFullyConnected: row_ptr must have N + 1 entries");
+        p->values.assign(tv.data<const int8_t>(), tv.data<const int8_t>() + nnz);
+        p->indices.assign(ti.data<const int32_t>(), ti.data<const int32_t>() + nnz);
+        p->row_ptr.assign(tr.data<const int32_t>(), tr.data<const int32_t>() + N + 1);
+        // Validate the CSR once, so the kernels can trust every index.
+        OPENVINO_ASSERT(p->row_ptr[0] == 0 && p->row_ptr[N] == nnz, "SparseFullyConnected: row_ptr must run from 0 to nnz");
+        for (int64_t n = 0; n < N; ++n) {
+            OPENVINO_ASSERT(p->row_ptr[n] <= p->row_ptr[n + 1], "SparseFullyConnected: row_ptr is not monotonic at row ", n);
+            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) {
+                OPENVINO_ASSERT(p->indices[i] >= 0 && p->indices[i] < K, "SparseFullyConnected: index out of range in row ", n);
+                OPENVINO_ASSERT(i == p->row_ptr[n] || p->indices[i] > p->indices[i - 1],
+                                "SparseFullyConnected: indices not strictly increasing in row ", n);
+            }
+        }
+        // Activation quantisation and per-row dequantisation constants (double, then rounded once).
+        const float* fq = inputs[FQ].data<const float>();
+        const double il = fq[0], ih = fq[1], ol = fq[2], oh = fq[3], levels = static_cast<double>(m_levels);
+        OPENVINO_ASSERT(ih > il, "SparseFullyConnected: FakeQuantize input_high must exceed input_low");
+        p->qp.scale = static_cast<float>((levels - 1.0) / (ih - il));
+        p->qp.shift = static_cast<float>(-il * (levels - 1.0) / (ih - il));
+        p->qp.qmax = static_cast<float>(levels - 1.0);
+        const double step = (oh - ol) / (levels - 1.0);
+        p->n_rblocks = (N + kRowBlock - 1) / kRowBlock;
+        const int64_t n_pad = p->n_rblocks * kRowBlock;
+        p->alpha.assign(n_pad, 0.0f);
+        p->beta.assign(n_pad, 0.0f);
+        const float* scale = inputs[SCALE].data<const float>();
+        const float* bias = inputs[BIAS].data<const float>();
+        for (int64_t n = 0; n < N; ++n) {
+            int64_t rowsum = 0;
+            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) rowsum += p->values[i];
+            p->alpha[n] = static_cast<float>(static_cast<double>(scale[n]) * step);
+            p->beta[n] = static_cast<float>(static_cast<double>(scale[n]) * ol * static_cast<double>(rowsum) + bias[n]);
+        }
+        // VNNI layout. K blocks of 48 quads: for a 128-token tile the block's activations are
+        // 48 * 128 * 4 = 24 KiB, which stays in L1 (48 KiB) next to the row block's 16 KiB of sums.
+        p->kq_block = 48;
+        p->n_kblocks = (p->Kq + p->kq_block - 1) / p->kq_block;
+        const int64_t n_seg = p->n_rblocks * p->n_kblocks * kRowBlock;
+        // Group each row's nonzeros into quads (rows are sorted, so a quad's nonzeros are adjacent).
+        std::vector<std::vector<Quad>> rows(n_pad);
+        for (int64_t n = 0; n < N; ++n) {
+            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) {
+                const int32_t kq = p->indices[i] / 4, lane = p->indices[i] % 4;
+                if (rows[n].empty() || rows[n].back().kq != kq) rows[n].push_back(Quad{kq, 0});
+                auto& w4 = rows[n].back().w4;
+                w4 = static_cast<int32_t>(static_cast<uint32_t>(w4) |
+                                          (static_cast<uint32_t>(static_cast<uint8_t>(p->values[i])) << (8 * lane)));
+            }
+        }
+        p->seg.assign(n_seg + 1, 0);
+        p->quads.reserve(nnz);
+        std::vector<size_t> pos(n_pad, 0);  // next unplaced quad of each row
+        int64_t s = 0;
+        for (int64_t rb = 0; rb < p->n_rblocks; ++rb) {
+            for (int64_t kb = 0; kb < p->n_kblocks; ++kb) {
+                const int32_t kq_end = static_cast<int32_t>((kb + 1) * p->kq_block);
+                for (int64_t r = 0; r < kRowBlock; ++r, ++s) {
+                    const int64_t n = rb * kRowBlock + r;
+                    p->seg[s] = static_cast<uint32_t>(p->quads.size());
+                    auto& row = rows[n];
+                    while (pos[n] < row.size() && row[pos[n]].kq < kq_end) p->quads.push_back(row[pos[n]++]);
+                }
+            }
+        }
+        p->seg[n_seg] = static_cast<uint32_t>(p->quads.size());
+        m_prepared = std::move(p);
+    });
+    return *m_prepared;
+}
+
+bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
+    const Prepared& p = prepare(inputs);
+    const ov::Tensor& x = inputs[X];
+    ov::Shape out_shape = x.get_shape();
+    OPENVINO_ASSERT(!out_shape.empty() && static_cast<int64_t>(out_shape.back()) == p.K,
+                    "SparseFullyConnected: input 0 must end in ", p.K, ", got ", out_shape);
+    out_shape.back() = static_cast<size_t>(p.N);
+    outputs[0].set_shape(out_shape);
+    const int64_t M = static_cast<int64_t>(x.get_size() / static_cast<size_t>(p.K));
+    if (M == 0) return true;
+    const float* xd = x.data<const float>();
+    float* yd = outputs[0].data<float>();
+    const int64_t K = p.K, N = p.N, Kq = p.Kq;
+    const int threads = std::max(1, parallel_get_max_threads());
+
+    if (m_path == Path::Generic) {
+        std::vector<uint8_t> q(static_cast<size_t>(M * K));
+        const int64_t m_chunk = std::max<int64_t>(1, (M + threads - 1) / threads);
+        ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
+            const int64_t b = static_cast<int64_t>(c) * m_chunk;
+            generic_quantize(xd, K, b, std::min(M, b + m_chunk), p.qp, q.data());
+        });
+        constexpr int64_t rows_per_task = 16;
+        ov::parallel_for((N + rows_per_task - 1) / rows_per_task, [&](size_t c) {
+            const int64_t b = static_cast<int64_t>(c) * rows_per_task;
+            generic_rows(p.values.data(), p.indices.data(), p.row_ptr.data(), p.alpha.data(), p.beta.data(), q.data(),
+                         M, K, N, b, std::min(N, b + rows_per_task), yd);
+        });
+        return true;
+    }
+
+    // VNNI path. Tokens in tiles of up to 128 (8 groups of 16); the quantised activations of all
+    // tiles are packed once per call into the 64-byte aligned panel (kernel.hpp has the layout).
+    const int64_t groups_total = (M + kTokenGroup - 1) / kTokenGroup;
+    const int64_t tile_groups = std::min(kMaxGroups, groups_total);
+    const int64_t tile_tokens = tile_groups * kTokenGroup;
+    const int64_t n_tiles = (M + tile_tokens - 1) / tile_tokens;
+    const size_t tile_bytes = static_cast<size_t>(Kq * tile_tokens * 4);
+    AlignedBytes panel = aligned_bytes(tile_bytes * static_cast<size_t>(n_tiles));
+    // Padding tokens of the last tile read as zeros (their sums are computed but never stored).
+    const int64_t m_pad_begin = M % tile_tokens;
+    if (m_pad_begin != 0) {
+        uint8_t* last = panel.get() + tile_bytes * static_cast<size_t>(n_tiles - 1);
+        for (int64_t kq = 0; kq < Kq; ++kq)
+            std::memset(last + (kq * tile_tokens + m_pad_begin) * 4, 0, static_cast<size_t>((tile_tokens - m_pad_begin) * 4));
+    }
+    const int64_t m_chunk = std::max<int64_t>(1, (M + threads - 1) / threads);
+    ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
+        const int64_t b = static_cast<int64_t>(c) * m_chunk;
+        vnni_quantize(xd, K, Kq, b, std::min(M, b + m_chunk), tile_tokens, p.qp, panel.get());
+    });
+    const PackedView view = p.view();
+    const int64_t n_rb = p.n_rblocks;
+    // Work items: (tile, row block), tile-major, so a thread's consecutive items share one tile's panel.
+    ov::parallel_for(static_cast<size_t>(n_tiles * n_rb), [&](size_t i) {
+        const int64_t t = static_cast<int64_t>(i) / n_rb, rb = static_cast<int64_t>(i) % n_rb;
+        const int64_t m0 = t * tile_tokens;
+        const int64_t tokens = std::min(tile_tokens, M - m0);
+        const int64_t groups = (tokens + kTokenGroup - 1) / kTokenGroup;
+        alignas(64) thread_local int32_t acc[kRowBlock * kMaxGroups * kTokenGroup];
+        vnni_row_block(view, rb, panel.get() + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
+                       acc, yd);
+    });
+    return true;
+}
+
+}  // namespace pofa

@@ -1,0 +1,64 @@
+// SparseFullyConnected: a quantised Linear whose i8 weights are stored compressed (CSR) and run by a
+// sparse int8 kernel. It replaces NNCF's  FakeQuantize(x) -> MatMul(i8 weights * scale) [-> Add(bias)].
+//
+// Inputs (1-6 must be constants; they are packed once per op instance at the first evaluate):
+//   0  x        f32 [..., K]   the activation *before* the FakeQuantize (any rank >= 1, dynamic dims)
+//   1  values   i8  [nnz]      the nonzero i8 weight codes, row by row (row n = output channel n)
+//   2  indices  i32 [nnz]      their K positions, strictly increasing within a row
+//   3  row_ptr  i32 [N + 1]    row n's nonzeros are values[row_ptr[n] .. row_ptr[n+1])
+//   4  scale    f32 [N]        per-output-channel weight scale (NNCF's symmetric i8: zero point 0)
+//   5  bias     f32 [N]        zeros when the Linear has none
+//   6  fq       f32 [4]        input_low, input_high, output_low, output_high of the activation
+//                              FakeQuantize (per tensor; asymmetric ranges are fine)
+// Attributes: in_features (K), out_features (N), levels (of the FakeQuantize, 2..256).
+// Output: f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n], computed as
+//   q = round_half_even(clamp((x - input_low) * (levels - 1) / (input_high - input_low), 0, levels - 1))  (u8)
+//   y = scale[n] * (step * sum_k q * w + output_low * sum_k w) + bias[n],  step = (oh - ol) / (levels - 1)
+// with exact int32 sums (u8 x i8 products), i.e. the zero point of the u8 code is folded into a
+// per-channel constant instead of being subtracted from every activation.
+//
+// Environment, read when the op is validated (model read / compiled): POFA_SPARSE_KERNEL=auto (default:
+// VNNI when the CPU has it) | generic | vnni (error if the CPU lacks AVX-512 VNNI). Threads come from OpenVINO's pool (ov::parallel_for), so the plugin's
+// INFERENCE_NUM_THREADS applies.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "openvino/op/op.hpp"
+
+namespace pofa {
+
+struct Prepared;
+
+class SparseFullyConnected : public ov::op::Op {
+public:
+    // Type name and version ("extension") must match the Python twin in pofa_deploy/sparse_kernel.py,
+    // which writes the IR; reading the IR with this library added builds this class.
+    OPENVINO_OP("SparseFullyConnected");
+
+    SparseFullyConnected() = default;
+    SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels);
+
+    void validate_and_infer_types() override;
+    std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
+    bool visit_attributes(ov::AttributeVisitor& visitor) override;
+    bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override;
+    bool has_evaluate() const override;
+
+private:
+    enum class Path { Generic, Vnni };
+    static Path choose_path();
+    const Prepared& prepare(const ov::TensorVector& inputs) const;
+
+    int64_t m_in_features = 0;
+    int64_t m_out_features = 0;
+    int64_t m_levels = 256;
+    Path m_path = Path::Generic;
+    // Packed weights, built once by the first evaluate. The CPU plugin may call evaluate from several
+    // streams at once on the same node, hence call_once; evaluate itself keeps no other mutable state.
+    mutable std::once_flag m_once;
+    mutable std::shared_ptr<const Prepared> m_prepared;
+};
+
+}  // namespace pofa

@@ -1,0 +1,321 @@
+"""SparseFullyConnected: the C++ op against a numpy reference (both kernels, 1 and 2 threads, odd
+shapes, dynamic shapes), the graph rewrite of real NNCF INT8 IRs against the standard IR, and the
+check that refuses a sparse IR whose packed weights differ from the standard IR's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pofa_deploy import extension as ext
+from pofa_deploy import sparse_kernel as sk
+from pofa_deploy.checkpoint import Task
+from pofa_deploy.errors import InputError, SparsityLostError, VerificationError
+
+HAS_VNNI = "avx512_vnni" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+PATHS = ["generic", pytest.param("vnni", marks=pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI"))]
+
+
+@pytest.fixture(scope="session")
+def ext_lib() -> Path:
+    """The built extension; builds it when missing or stale (a fresh clone after install.sh has it)."""
+    return ext.build_extension()
+
+
+def _core(lib: Path):
+    import openvino as ov
+
+    core = ov.Core()
+    core.add_extension(str(lib))
+    return core
+
+
+def _reference(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray, fq: np.ndarray,
+               levels: int) -> np.ndarray:
+    """FakeQuantize -> dequantised i8 MatMul -> bias, in float64, quantising like the op (float32 fma,
+    round half to even)."""
+    il, ih, ol, oh = (float(v) for v in fq)
+    sc = np.float32((levels - 1) / (ih - il))
+    sh = np.float32(-il * (levels - 1) / (ih - il))
+    v = (x.astype(np.float64) * np.float64(sc) + np.float64(sh)).astype(np.float32)  # = fmaf
+    q = np.rint(np.clip(v, 0, levels - 1)).astype(np.float64)
+    xd = q * ((oh - ol) / (levels - 1)) + ol
+    return (xd @ codes.T.astype(np.float64)) * scale.astype(np.float64) + bias.astype(np.float64)
+
+
+def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 1.1, -1.3, 1.1), levels=256):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    codes[rng.random((n, k)) < sparsity] = 0
+    codes[min(3, n - 1)] = 0  # an all-zero row
+    scale = (rng.random(n) * 0.01 + 0.001).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    fqa = np.array(fq, dtype=np.float32)
+    x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
+    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fqa)]
+    node = sk.op_class()([x.output(0), *consts], {"in_features": k, "out_features": n, "levels": levels})
+    return ov.Model([node.output(0)], [x]), (codes, scale, bias, fqa, levels)
+
+
+def _roundtrip(model, lib: Path, tmp_path: Path, threads: int):
+    import openvino as ov
+
+    xml = tmp_path / "sparse.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    core = _core(lib)
+    return core.compile_model(core.read_model(str(xml)), "CPU", {"INFERENCE_NUM_THREADS": threads})
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k,n,sparsity", [(100, 70, 0.5), (100, 70, 0.9), (257, 33, 0.99), (64, 128, 0.9)])
+def test_op_matches_numpy_reference(ext_lib, tmp_path, monkeypatch, path, threads, k, n, sparsity):
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+    rng = np.random.default_rng(k * n + threads)
+    model, (codes, scale, bias, fq, levels) = _layer(rng, k, n, sparsity)
+    compiled = _roundtrip(model, ext_lib, tmp_path, threads)
+    # one compiled model, many shapes (dynamic batch and tokens): M = 1, 7, 16, 33, 130, 2 x 65
+    for shape in [(1, 1), (1, 7), (1, 16), (3, 11), (1, 130), (2, 65)]:
+        x = (rng.standard_normal((*shape, k)) * 0.9).astype(np.float32)
+        x.flat[:5] = [5.0, -5.0, 1.1, -1.3, 0.0]  # clamped both sides, exactly at the range ends
+        y = compiled(x)[0]
+        ref = _reference(x, codes, scale, bias, fq, levels)
+        assert y.shape == (*shape, n)
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+@pytest.mark.parametrize("fq,levels", [((0.0, 2.0, 0.0, 2.0), 256), ((-0.5, 3.0, -0.4, 2.5), 256),
+                                       ((-1.0, 1.0, -1.0, 1.0), 16)])
+def test_asymmetric_and_other_fake_quantize(ext_lib, tmp_path, fq, levels):
+    rng = np.random.default_rng(7)
+    model, (codes, scale, bias, fqa, lv) = _layer(rng, 96, 48, 0.9, fq=fq, levels=levels)
+    compiled = _roundtrip(model, ext_lib, tmp_path, 2)
+    x = rng.standard_normal((2, 19, 96)).astype(np.float32)
+    ref = _reference(x, codes, scale, bias, fqa, lv)
+    np.testing.assert_allclose(compiled(x)[0], ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
+def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    model, _ = _layer(rng, 300, 200, 0.9)
+    x = rng.standard_normal((4, 67, 300)).astype(np.float32)
+    out = {}
+    for path in ("generic", "vnni"):
+        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+        out[path] = _roundtrip(model, ext_lib, tmp_path, 2)(x)[0]
+    assert np.array_equal(out["generic"], out["vnni"])
+
+
+def test_rank2_input_and_bad_kernel_env(ext_lib, tmp_path, monkeypatch):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(5)
+    codes = (rng.integers(-5, 6, (10, 20)) * (rng.random((10, 20)) < 0.3)).astype(np.int8)
+    x = ops.parameter([-1, 20], ov.Type.f32)
+    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), np.ones(10, np.float32),
+                                                  np.zeros(10, np.float32), np.array([-1, 1, -1, 1], np.float32))]
+    node = sk.op_class()([x.output(0), *consts], {"in_features": 20, "out_features": 10, "levels": 256})
+    compiled = _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
+    xs = rng.standard_normal((5, 20)).astype(np.float32)
+    ref = _reference(xs, codes, np.ones(10), np.zeros(10), np.array([-1, 1, -1, 1]), 256)
+    np.testing.assert_allclose(compiled(xs)[0], ref, rtol=1e-5, atol=1e-5)
+    # the kernel is chosen when the model is read / compiled, so a bad value fails there, loudly
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", "fastest")
+    with pytest.raises(Exception, match="POFA_SPARSE_KERNEL must be auto, generic or vnni"):
+        _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
+
+
+def test_csr_roundtrip_and_malformed_csr():
+    codes = np.array([[0, 3, 0, -1], [0, 0, 0, 0], [7, 0, 0, 2]], dtype=np.int8)
+    values, indices, row_ptr = sk.to_csr(codes)
+    assert values.tolist() == [3, -1, 7, 2] and indices.tolist() == [1, 3, 0, 3] and row_ptr.tolist() == [0, 2, 2, 4]
+    assert np.array_equal(sk.from_csr(values, indices, row_ptr, codes.shape), codes)
+    with pytest.raises(VerificationError, match="out of range"):
+        sk.from_csr(values, np.array([1, 4, 0, 3], np.int32), row_ptr, codes.shape)
+    with pytest.raises(VerificationError, match="repeated or unsorted"):
+        sk.from_csr(values, np.array([3, 1, 0, 3], np.int32), row_ptr, codes.shape)
+    with pytest.raises(VerificationError, match="row pointers"):
+        sk.from_csr(values, indices, np.array([0, 2, 2, 3], np.int32), codes.shape)
+
+
+# --------------------------------------------------------------------------------- full tiny models
+
+FAST = {"samples": 8, "holdout": 4, "seq_len": 32}
+
+
+@pytest.fixture(scope="session")
+def int8_ir(tiny_checkpoint, tmp_path_factory):
+    """``int8_ir(arch, task)`` -> an INT8 conversion folder (cached per session)."""
+    from pofa_deploy.convert import ConvertOptions, convert
+
+    cache: dict[tuple[str, str], Path] = {}
+
+    def make(arch: str = "distilbert", task: Task = Task.TEXT_CLASSIFICATION) -> Path:
+        if (arch, task.value) not in cache:
+            out = tmp_path_factory.mktemp(f"int8-{arch}-{task.value}") / "out"
+            convert(ConvertOptions(model=str(tiny_checkpoint(arch, task)), output=out, int8=True, **FAST))
+            cache[(arch, task.value)] = out
+        return cache[(arch, task.value)]
+
+    return make
+
+
+def _feeds(model, lengths=(16, 37), batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    names = [i.get_any_name() for i in model.inputs]
+    for length in lengths:
+        ids = rng.integers(5, 1000, (batch, length))
+        mask = np.ones((batch, length), np.int64)
+        mask[1, length // 2:] = 0  # a padded sequence in the batch
+        ids[1, length // 2:] = 0
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        yield {k: v for k, v in feed.items() if k in names}
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "bert"])
+@pytest.mark.parametrize("task", list(Task))
+def test_rewritten_tiny_model_matches_standard_int8(ext_lib, int8_ir, tmp_path, arch, task):
+    import openvino as ov
+
+    out = int8_ir(arch, task)
+    core = _core(ext_lib)
+    standard = core.read_model(str(out / "openvino_model.xml"))
+    assert sk.should_rewrite("auto", standard) and not sk.should_rewrite("off", standard)
+    result = sk.rewrite(standard)
+    assert result.replaced == 12  # every encoder Linear of the 2-layer tiny models (q k v out lin1 lin2)
+    assert all(".layer." in layer["name"] and layer["sparsity"] >= 0.7 for layer in result.layers)
+    xml = tmp_path / f"{sk.SPARSE_IR_NAME}.xml"
+    ov.save_model(result.model, str(xml), compress_to_fp16=False)
+    report = sk.verify(xml, out / "openvino_model.xml")
+    assert report["layers"] == 12
+    sparse = core.read_model(str(xml))
+    assert sum(op.get_type_name() == sk.OP_TYPE for op in sparse.get_ordered_ops()) == 12
+    assert [o.get_any_name() for o in sparse.outputs] == [o.get_any_name() for o in standard.outputs]
+    # f32 for the non-quantised ops isolates the op (tight); the plugin default (bf16 on CPUs with
+    # AVX512_BF16/AMX) is what users run (looser: bf16 rounding around the op differs). Each compiled
+    # model runs two sequence lengths (dynamic shapes), batch 3 with a padded row.
+    for config, rel_tol in (({"INFERENCE_PRECISION_HINT": "f32"}, 1e-3), ({}, 0.03)):
+        a, b = core.compile_model(standard, "CPU", config), core.compile_model(sparse, "CPU", config)
+        for feed in _feeds(standard):
+            ra, rb = a(feed), b(feed)
+            for i, name in enumerate(o.get_any_name() for o in standard.outputs):
+                ya, yb = ra[i], rb[i]
+                assert ya.shape == yb.shape
+                scale = float(np.abs(ya).max()) + 1e-6
+                assert float(np.abs(ya - yb).max()) <= rel_tol * scale, (name, config)
+                top_a, top_b = ya.reshape(-1, ya.shape[-1]).argmax(-1), yb.reshape(-1, yb.shape[-1]).argmax(-1)
+                assert float(np.mean(top_a == top_b)) >= 0.95, (name, config)
+
+
+def test_dense_model_is_not_rewritten_in_auto_mode(int8_ir, tiny_checkpoint, tmp_path):
+    import openvino as ov
+
+    from pofa_deploy.convert import ConvertOptions, convert
+
+    out = tmp_path / "dense"
+    convert(ConvertOptions(model=str(tiny_checkpoint(sparsity=0.0)), output=out, int8=True, **FAST))
+    model = ov.Core().read_model(str(out / "openvino_model.xml"))
+    assert sk.encoder_sparsity(model) < 0.1
+    assert not sk.should_rewrite("auto", model) and sk.should_rewrite("on", model)
+    assert sk.rewrite(model).replaced == 0  # on, but no layer reaches the threshold: nothing changes
+    with pytest.raises(InputError, match="--sparse-kernel"):
+        sk.should_rewrite("maybe", model)
+
+
+def test_corrupted_packed_weights_are_refused(int8_ir, tiny_checkpoint, tmp_path):
+    import openvino as ov
+    from safetensors.numpy import load_file
+
+    out = int8_ir()
+    std_xml = out / "openvino_model.xml"
+    result = sk.rewrite(ov.Core().read_model(str(std_xml)))
+    source = load_file(str(tiny_checkpoint() / "model.safetensors"))
+    xml = tmp_path / "ok.xml"
+    ov.save_model(result.model, str(xml), compress_to_fp16=False)
+    assert sk.verify(xml, std_xml, source)["layers"] == 12
+
+    def corrupted(change):
+        model = sk.read_sparse_model(xml)
+        op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+        port = {"values": 1, "indices": 2}[change[0]]
+        const = op.input_value(port).get_node()
+        data = np.array(const.get_data(), copy=True)
+        change[1](data)
+        op.input(port).replace_source_output(ov.op.Constant(data).output(0))
+        bad = tmp_path / f"bad-{change[0]}.xml"
+        ov.save_model(model, str(bad), compress_to_fp16=False)
+        return bad
+
+    # one nonzero code changed: not the standard IR's code
+    def bump(d):
+        d[0] = d[0] + 1 if d[0] != -1 else 1
+
+    with pytest.raises(SparsityLostError, match="differ from the standard IR"):
+        sk.verify(corrupted(("values", bump)), std_xml)
+    # a nonzero moved onto a source zero (its first row's first index shifted to a zero position)
+    model = sk.read_sparse_model(xml)
+    first = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    idx = np.array(first.input_value(2).get_node().get_data())
+    ptr = np.array(first.input_value(3).get_node().get_data())
+    row = int(np.argmax(np.diff(ptr) > 0))
+    cols = set(idx[ptr[row]:ptr[row + 1]].tolist())
+    target = next(c for c in range(int(first.get_attributes()["in_features"])) if c not in cols and c < min(cols))
+
+    def move(d):
+        d[ptr[row]] = target
+
+    bad = corrupted(("indices", move))
+    with pytest.raises(SparsityLostError, match="zeros of the source"):
+        sk.verify(bad, std_xml, source)
+    with pytest.raises(SparsityLostError, match="at zeros"):
+        sk.verify(bad, std_xml)
+
+
+def test_extension_path_says_how_to_build(monkeypatch, tmp_path):
+    monkeypatch.setattr(ext, "LIBRARY", tmp_path / "missing.so")
+    monkeypatch.delenv(ext.ENV_OVERRIDE, raising=False)
+    with pytest.raises(ext.ExtensionError, match=r"not built .*pofa_deploy.extension build"):
+        ext.extension_path()
+    monkeypatch.setenv(ext.ENV_OVERRIDE, str(tmp_path / "nope.so"))
+    with pytest.raises(ext.ExtensionError, match="POFA_SPARSE_EXT"):
+        ext.extension_path()
+
+
+def test_build_without_cmake_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(ext, "stale_reason", lambda: "forced")
+    monkeypatch.setattr(ext, "_find_tool", lambda *names: None)
+    with pytest.raises(ext.ExtensionError, match="no cmake"):
+        ext.build_extension()
+
+
+def test_optimum_intel_and_benchmark_app_run_the_sparse_ir(ext_lib, int8_ir, tmp_path):
+    import shutil
+
+    import openvino as ov
+    from optimum.intel import OVModelForSequenceClassification
+    from optimum.intel.openvino import modeling_base
+
+    out = tmp_path / "out"
+    shutil.copytree(int8_ir(), out)
+    model = sk.rewrite(ov.Core().read_model(str(out / "openvino_model.xml"))).model
+    ov.save_model(model, str(out / f"{sk.SPARSE_IR_NAME}.xml"), compress_to_fp16=False)
+    modeling_base.core.add_extension(str(ext_lib))
+    opt = OVModelForSequenceClassification.from_pretrained(out, file_name=f"{sk.SPARSE_IR_NAME}.xml")
+    logits = opt(input_ids=np.array([[101, 2000, 102]]), attention_mask=np.ones((1, 3), np.int64)).logits
+    assert np.asarray(logits).shape == (1, 3)
+    app = Path(sys.executable).parent / "benchmark_app"
+    cmd = [str(app)] if app.exists() else [sys.executable, "-m", "openvino.tools.benchmark.main"]
+    run = subprocess.run([*cmd, "-m", str(out / f"{sk.SPARSE_IR_NAME}.xml"), "-extensions", str(ext_lib), "-d", "CPU",
+                          "-shape", "input_ids[1,16],attention_mask[1,16]", "-niter", "2", "-hint", "latency"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
