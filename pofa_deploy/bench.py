@@ -1695,8 +1695,11 @@ def default_output_dir(options: BenchmarkOptions) -> Path:
 
 def main(options: BenchmarkOptions) -> int:
     from . import report
+    from .outputs import check_writable
 
     say = progress_printer(quiet=options.quiet)
+    if options.model is not None:  # before the slow part: a user's folder is never written into
+        check_writable(default_output_dir(options), overwrite=True, kind=report.JSON_NAME, flag="--output-dir")
     result = benchmark(options, progress=say)
     say("done")
     if result["kind"] == "peak":

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import errors
 from .options import add_options, from_namespace, new_parser
+from .outputs import Terminated, terminate_as_exception
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `pofa-deploy --help` stays fast.
@@ -55,6 +56,13 @@ def _parser() -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("POFA_DEBUG") == "1"
+    # SIGTERM/SIGHUP end a command like Ctrl-C does: staged output folders are cleaned up, one line,
+    # exit 128 + signal number (143 for SIGTERM, 129 for SIGHUP).
+    with terminate_as_exception():
+        return _run(argv, debug=debug)
+
+
+def _run(argv: Sequence[str] | None, *, debug: bool) -> int:
     try:
         parser = _parser()
         args = parser.parse_args(argv)  # type: ignore[attr-defined]
@@ -73,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc) or "stopped by the user; nothing was written to the output folder"
         print(f"pofa-deploy: {prefix}: {message}", file=sys.stderr)
         return code
+    except Terminated as exc:
+        if debug:
+            raise
+        print(f"pofa-deploy: terminated: {exc}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

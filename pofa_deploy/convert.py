@@ -112,7 +112,8 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
     """Convert ``options.model`` into ``options.output``; see the module docstring for the steps."""
     say = progress or (lambda _msg: None)
     out = Path(options.output)
-    check_writable(out, overwrite=options.overwrite)  # before any slow work
+    sources = {"MODEL": options.model, "--calibration": options.calibration}
+    check_writable(out, overwrite=options.overwrite, kind=REPORT_FILE, sources=sources)  # before any slow work
     rate_opt = options.parsed_rate()
     seconds: dict[str, float] = {}
     warnings: list[str] = []
@@ -141,7 +142,7 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
     calib, held = _calibration_feeds(ckpt, options)
     lap("calibration_data")
 
-    with staged_output(out, overwrite=options.overwrite) as tmp:
+    with staged_output(out, overwrite=options.overwrite, kind=REPORT_FILE, sources=sources) as tmp:
         say("exporting to OpenVINO (optimum-intel)")
         ov_model = _export(ckpt, tmp / "_export")
         lap("export")

@@ -25,6 +25,7 @@ from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
 
 SPARSITY = 0.9
+REPORT = "demo_report.json"  # marks OUT as a demo output (outputs.check_writable)
 
 # Sentences for the output-quality check (written for this project; mixed topics and lengths).
 SENTENCES = (
@@ -184,9 +185,9 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
 def run_demo(options: DemoOptions, *, say: Any = print) -> dict[str, Any]:
     from .convert import ConvertOptions, convert
 
-    check_writable(options.output, overwrite=options.overwrite)
+    check_writable(options.output, overwrite=options.overwrite, kind=REPORT)
     start = time.perf_counter()
-    with staged_output(options.output, overwrite=options.overwrite) as tmp:
+    with staged_output(options.output, overwrite=options.overwrite, kind=REPORT) as tmp:
         say("1/4 pruning all-MiniLM-L6-v2 to 90% zeros per encoder Linear (stand-in for a PoFA checkpoint)")
         prune_minilm(tmp / "pruned-checkpoint")
         say("2/4 converting to INT8 OpenVINO IR and verifying every zero")
@@ -206,7 +207,7 @@ def run_demo(options: DemoOptions, *, say: Any = print) -> dict[str, Any]:
             "embedding_quality": quality,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        (tmp / "demo_report.json").write_text(json.dumps(result, indent=2) + "\n")
+        (tmp / REPORT).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -496,7 +496,8 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
 
     started = time.perf_counter()
     out = Path(options.output)
-    check_writable(out, overwrite=options.overwrite)
+    sources = {"MODEL": options.model, "--data": options.data, "--teacher": options.teacher}
+    check_writable(out, overwrite=options.overwrite, kind=REPORT, sources=sources)
     resume_dir = resume_folder(out)
     if options.resume and not (resume_dir / "state.pt").is_file():
         raise InputError(f"--resume: no resumable state at {resume_dir}; run without --resume")
@@ -606,7 +607,7 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
     _raise_if_lost(checks, "in the trained model")
 
     rows_after = layer_table(_weights(linears), eligible_if_int8=True)
-    with staged_output(out, overwrite=options.overwrite) as tmp:
+    with staged_output(out, overwrite=options.overwrite, kind=REPORT, sources=sources) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         _raise_if_lost(_check_saved(tmp, masks), f"in the saved {tmp.name}/*.safetensors")

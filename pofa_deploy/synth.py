@@ -8,6 +8,7 @@ the numbers come from a synthetic model: speed is meaningful, accuracy is not.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .checkpoint import TASK_CLASSES, Task
 from .errors import InputError
 from .options import at_least, coerce_fields, option
 from .outputs import staged_output
 
+# written by the synth command; marks OUT as a synth output (outputs.check_writable)
+REPORT = "synth_report.json"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -194,9 +198,14 @@ def write_checkpoint(folder: Path, arch: Arch, *, task: Task = Task.TEXT_CLASSIF
 
 
 def synthesize(options: SynthOptions) -> Path:
-    with staged_output(options.output, overwrite=options.overwrite) as tmp:
+    with staged_output(options.output, overwrite=options.overwrite, kind=REPORT) as tmp:
         write_checkpoint(tmp, options.arch, task=options.task, sparsity=options.sparsity,
                          num_labels=options.num_labels, vocab_size=options.vocab_size, seed=options.seed)
+        report = {"tool": "pofa-deploy synth", "version": __version__, "arch": options.arch.value,
+                  "task": options.task.value, "sparsity": options.sparsity, "num_labels": options.num_labels,
+                  "vocab_size": options.vocab_size, "seed": options.seed,
+                  "note": "randomly initialised: speed figures only, accuracy is meaningless"}
+        (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return options.output
 
 

@@ -42,7 +42,8 @@ def test_missing_path(capsys, tmp_path):
 
 
 def test_folder_without_config(capsys, tmp_path):
-    code, _, err = run(capsys, "convert", str(tmp_path), "-o", str(tmp_path / "o"))
+    (tmp_path / "m").mkdir()
+    code, _, err = run(capsys, "convert", str(tmp_path / "m"), "-o", str(tmp_path / "o"))
     assert_one_line_error(code, err, "no config.json")
 
 

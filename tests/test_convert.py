@@ -8,7 +8,7 @@ from pofa_deploy import convert as convert_mod
 from pofa_deploy.checkpoint import TASK_CLASSES, Task
 from pofa_deploy.convert import ConvertOptions, convert, verify_zeros
 from pofa_deploy.errors import InputError, OutputExistsError, SparsityLostError, VerificationError
-from pofa_deploy.ir import IRWeight, ir_weights, read_model
+from pofa_deploy.ir import REPORT_FILE, IRWeight, ir_weights, read_model
 from pofa_deploy.runtime import PRECISION_KEY, SPARSE_KEY, load, read_runtime_config
 
 FAST = {"samples": 8, "holdout": 4, "seq_len": 32}
@@ -124,21 +124,38 @@ def test_interrupt_mid_conversion_leaves_nothing(tiny_checkpoint, tmp_path):
 def test_existing_output_needs_overwrite(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("precious")
+    (out / REPORT_FILE).write_text("{}")  # a previous convert output: replaced with --overwrite only
+    (out / "openvino_model.bin").write_bytes(b"previous")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         convert(_opts(tiny_checkpoint(), out))
-    assert (out / "keep.txt").read_text() == "precious"
+    assert (out / "openvino_model.bin").read_bytes() == b"previous"
     convert(_opts(tiny_checkpoint(), out, overwrite=True))
-    assert not (out / "keep.txt").exists() and (out / "openvino_model.xml").exists()
+    assert json.loads((out / REPORT_FILE).read_text())["zero_check"] and (out / "openvino_model.xml").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("precious")  # anything else is never replaced, --overwrite or not
+    with pytest.raises(OutputExistsError, match="did not write"):
+        convert(_opts(tiny_checkpoint(), mine, overwrite=True))
+    assert (mine / "keep.txt").read_text() == "precious"
 
 
 def test_failed_overwrite_keeps_previous_result(tiny_checkpoint, tmp_path):
+    """The failure comes while staging: after the new IR was written beside OUT, before the swap."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous result")
-    with pytest.raises(InputError):
-        convert(_opts(tiny_checkpoint(), out, overwrite=True, calibration=str(tmp_path / "missing.txt")))
-    assert (out / "keep.txt").read_text() == "previous result"
+    convert(_opts(tiny_checkpoint(), out, sparse_rate="off"))
+    previous = {p.name: p.read_bytes() for p in out.iterdir()}
+    staged = []
+
+    def progress(message):
+        if message.startswith("verifying"):
+            staged.extend(p for p in tmp_path.glob(".out.partial-*/*"))
+            raise RuntimeError("failed mid-write")
+
+    with pytest.raises(RuntimeError, match="mid-write"):
+        convert(_opts(tiny_checkpoint(), out, overwrite=True), progress=progress)
+    assert any(p.name == "openvino_model.xml" for p in staged)  # the new IR was already in the staging folder
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
+    assert not _no_partials(out)
 
 
 def test_dense_model_warns_and_leaves_decompression_off(tiny_checkpoint, tmp_path):
