@@ -47,19 +47,23 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, PofaError
-from .ir import REPORT_FILE, ir_weights, ir_xml, is_int8_ir, is_ir, read_report
+from .ir import REPORT_FILE, ir_xml, is_int8_ir, is_ir, read_report
 from .options import at_least, coerce_fields, flag_name, option
+from .probe import needs_probe, probe
 from .runtime import (
     PRECISION_KEY,
     RUNTIME_CONFIG,
     SPARSE_KEY,
+    IREligibility,
     cpu_flags,
     cpu_model,
     has_amx,
+    ir_eligibility,
+    parse_rate,
     read_runtime_config,
     runtime_exec_types,
+    sparse_status,
 )
-from .sparsity import is_eligible
 
 Progress = Callable[[str], None]
 
@@ -981,10 +985,19 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
         cfg = {k: val for k, val in runtime_cfg.items() if k != SPARSE_KEY}
         rate: float | None = None
         if v8 is Variant.INT8_SPARSE:
-            rate = options.sparse_rate if options.sparse_rate is not None else _rate(runtime_cfg)
+            if options.sparse_rate is not None:
+                rate = parse_rate(options.sparse_rate)
+                if rate is None:
+                    skipped[v8] = (f"{_flag('sparse_rate')} {options.sparse_rate:g} is off (the plugin treats "
+                                   "1.0 as off), so int8-sparse would be int8")
+                    continue
+            else:
+                # the folder's rate, else the rate convert measured and chose not to write (it was not faster
+                # on the converting machine; this one may differ)
+                rate = _rate(runtime_cfg) or parse_rate((report.get("sparse_decision") or {}).get("candidate_rate"))
             if rate is None:
-                skipped[v8] = (f"no sparse rate: {folder / RUNTIME_CONFIG} sets none (a dense model?); pass "
-                               "--sparse-rate X to try one")
+                skipped[v8] = (f"no sparse rate: {folder / RUNTIME_CONFIG} sets none and {REPORT_FILE} has no "
+                               "candidate (a dense model?); pass --sparse-rate X to try one")
                 continue
             cfg[SPARSE_KEY] = str(rate)
         sources[v8] = Source(v8, xml=xml, config=cfg, sparse_rate=rate)
@@ -1036,12 +1049,7 @@ def _choose_baseline(options: BenchmarkOptions, sources: dict[Variant, Source], 
 
 
 def _rate(cfg: dict[str, str]) -> float | None:
-    value = cfg.get(SPARSE_KEY)
-    try:
-        rate = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return rate if rate is not None and 0.0 < rate <= 1.0 else None
+    return parse_rate(cfg.get(SPARSE_KEY))
 
 
 def _source_path(report: dict[str, Any]) -> Path | None:
@@ -1313,60 +1321,6 @@ def _load_torch_model(checkpoint: Path) -> Any:
     return load_checkpoint(checkpoint).model.eval()
 
 
-# -- sparse status -------------------------------------------------------------------------------
-
-
-def ir_sparsity(xml: Path, rate: float | None) -> dict[str, Any]:
-    """Eligible i8 weights (2-D, dims multiples of 64) of an IR, and how many meet ``rate``."""
-    import openvino as ov
-
-    weights = ir_weights(ov.Core().read_model(str(xml)))
-    eligible = [w for w in weights if is_eligible(w.shape, w.dtype)]
-    shares = [float(np.count_nonzero(w.effective == 0)) / w.effective.size for w in eligible]
-    meeting = sum(s >= rate for s in shares) if rate is not None else 0
-    return {"weights": len(weights), "i8_weights": sum(w.dtype == "i8" for w in weights),
-            "eligible": len(eligible), "meeting_rate": int(meeting),
-            "eligible_sparsity_min": min(shares) if shares else None,
-            "eligible_sparsity_max": max(shares) if shares else None}
-
-
-def sparse_report(compiled: Any, rate: float | None, ir_info: dict[str, Any]) -> dict[str, Any]:
-    """What the CPU plugin ran, read from the runtime graph after a warm-up at the benchmark shape."""
-    fc = 0
-    sparse = 0
-    kernels: dict[str, int] = {}
-    for node in runtime_exec_types(compiled).values():
-        if not node["layerType"].startswith("FullyConnected"):
-            continue
-        fc += 1
-        kernels[node["execType"]] = kernels.get(node["execType"], 0) + 1
-        sparse += "sparse" in node["execType"].lower()
-    amx = has_amx()
-    e, m = ir_info["eligible"], ir_info["meeting_rate"]
-    if rate is None:
-        summary = (f"sparse decompression off for this variant: {fc} FullyConnected nodes on dense kernels "
-                   f"({', '.join(sorted(kernels)) or 'none'})")
-        effect = "off"
-    elif not amx:
-        summary = (f"no effect on this CPU: it has no AMX (amx_tile/amx_int8 absent from /proc/cpuinfo), "
-                   f"which OpenVINO's sparse INT8 kernels need, so 0 of {fc} FullyConnected nodes ran sparse "
-                   f"although {m} of {e} eligible weights meet rate {rate:g}; int8 and int8-sparse run the "
-                   "same kernels here and any gap between them is noise")
-        effect = "none: no AMX"
-    elif sparse:
-        summary = (f"{sparse} of {fc} FullyConnected nodes ran sparse kernels ({m} of {e} eligible weights "
-                   f"meet rate {rate:g}; AMX present)")
-        effect = "active"
-    else:
-        summary = (f"AMX present but 0 of {fc} FullyConnected nodes ran sparse kernels: {m} of {e} eligible "
-                   f"weights meet rate {rate:g}" + ("; lower --sparse-rate" if m == 0 else
-                                           "; this OpenVINO build chose dense kernels at this shape"))
-        effect = "none: dense kernels chosen"
-    return {"amx": amx, "requested_rate": rate, "fully_connected": fc, "sparse_nodes": sparse,
-            "exec_types": kernels, "eligible_weights": e, "eligible_meeting_rate": m,
-            "i8_weights": ir_info["i8_weights"], "effect": effect, "summary": summary}
-
-
 # -- the benchmark -------------------------------------------------------------------------------
 
 
@@ -1395,54 +1349,6 @@ def _ov_config(source: Source, options: BenchmarkOptions, load_cfg: dict[str, An
     if PRECISION_KEY in source.config:
         config[PRECISION_KEY] = source.config[PRECISION_KEY]
     return config
-
-
-def _needs_probe(source: Source) -> bool:
-    """Sparse INT8 kernels (AMX only) have crashed OpenVINO 2026.4 at small shapes (SIGSEGV at batch 1 x 16
-    tokens): such variants are compiled and run once in a child process before this one touches them.
-    POFA_BENCH_PROBE=all probes every OpenVINO variant, =0 none."""
-    mode = os.environ.get("POFA_BENCH_PROBE", "auto").lower()
-    if mode in ("0", "no", "off"):
-        return False
-    return mode == "all" or (source.sparse_rate is not None and has_amx())
-
-
-def crash_probe(xml: Path, config: dict[str, Any], batch: int, seq_len: int, *,
-                timeout: float = 900.0) -> str | None:
-    """Compile ``xml`` at [batch, seq_len] and infer once in a child process. Returns why it died when it
-    was killed by a signal (a crash inside OpenVINO), else None (errors that raise are left to the caller)."""
-    import signal
-
-    code = ("import json, sys; from pofa_deploy.bench import probe_child; "
-            "probe_child(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))")
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, str(xml), json.dumps(config, default=str), str(batch),
-                               str(seq_len)], capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return f"compiling and running it once took over {timeout:.0f} s in a child process"
-    if proc.returncode >= 0:
-        return None
-    try:
-        name = signal.Signals(-proc.returncode).name
-    except ValueError:
-        name = f"signal {-proc.returncode}"
-    return (f"OpenVINO's CPU plugin crashed ({name}) compiling or running it at batch {batch}, seq {seq_len} "
-            "(seen with sparse INT8 kernels at small shapes); skipped here, the other variants ran")
-
-
-def probe_child(xml: str, config: dict[str, Any], batch: int, seq_len: int) -> None:
-    import openvino as ov
-
-    from .runtime import dummy_inputs
-
-    core = ov.Core()
-    model = core.read_model(xml)
-    names = [i.get_any_name() for i in model.inputs]
-    model.reshape({name: [batch, seq_len] for name in names})
-    compiled = core.compile_model(model, "CPU", config)
-    compiled.create_infer_request().infer(dummy_inputs(names, batch=batch, seq_len=seq_len))
 
 
 def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) -> dict[str, Any]:
@@ -1479,8 +1385,8 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
         the_plan.notes.append("pytorch-fp32 has no request queue: in async mode it runs one call at a time, "
                               "its throughput is batch / latency")
     if not has_amx() and Variant.INT8_SPARSE in the_plan.sources:
-        the_plan.notes.append("this CPU has no AMX: sparse-weight decompression cannot take effect (see each "
-                              "INT8 variant's sparse status)")
+        the_plan.notes.append("this CPU has no AMX (amx_int8 absent from /proc/cpuinfo), which OpenVINO's sparse "
+                              "INT8 kernels need; each INT8 variant's sparse status says what actually ran")
     variants = [v.value for v in the_plan.sources]
     result.update({
         "kind": "benchmark",
@@ -1503,7 +1409,7 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
 
     core = ov.Core()
     torch_model = None
-    ir_info_cache: dict[tuple[str, float | None], dict[str, Any]] = {}
+    ir_info_cache: dict[tuple[str, float | None], IREligibility] = {}
     shapes = options.shapes
     rounds = options.rounds if options.niter is None else min(options.rounds, options.niter)
     per_round_s = (options.time or DEFAULT_TIME_S) / rounds if options.niter is None else None
@@ -1515,13 +1421,16 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
         config_entry: dict[str, Any] = {"batch": batch, "seq_len": seq_len, "api": api.value,
                                         "rounds": rounds, "results": {}, "schedule": [], "skipped": {}}
         for v, source in the_plan.sources.items():
-            if v is not Variant.PYTORCH_FP32 and _needs_probe(source):
-                say(f"{tag}: checking {v.value} in a child process (sparse kernels have crashed OpenVINO)")
+            if v is not Variant.PYTORCH_FP32:
                 config = _ov_config(source, options, the_plan.load_config, api)
-                crashed = crash_probe(source.xml, config, batch, seq_len)  # type: ignore[arg-type]
-                if crashed:
-                    config_entry["skipped"][v.value] = crashed
-                    continue
+                if needs_probe(config):
+                    say(f"{tag}: checking {v.value} in a child process (sparse kernels have crashed OpenVINO)")
+                    verdict = probe(source.xml, config, batch=batch, seq_len=seq_len,  # type: ignore[arg-type]
+                                    static=True)
+                    if not verdict.ok:
+                        config_entry["skipped"][v.value] = (f"{verdict.reason}; skipped here, the other "
+                                                            "variants ran")
+                        continue
             if v is Variant.PYTORCH_FP32:
                 if torch_model is None:
                     say(f"{tag}: loading the PyTorch checkpoint {source.checkpoint}")
@@ -1547,9 +1456,10 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
                 if runner.variant in (Variant.INT8, Variant.INT8_SPARSE, Variant.INT8_DENSE):
                     key = (str(source.xml), source.sparse_rate)
                     if key not in ir_info_cache:
-                        assert source.xml is not None
-                        ir_info_cache[key] = ir_sparsity(source.xml, source.sparse_rate)
-                    entry["sparse"] = sparse_report(runner.compiled, source.sparse_rate, ir_info_cache[key])
+                        ir_info_cache[key] = ir_eligibility(core.read_model(str(source.xml)), source.sparse_rate)
+                    # the runner compiled a static-shape copy and has just run inferences at it
+                    entry["sparse"] = sparse_status(runner.compiled, source.sparse_rate, shape=(batch, seq_len),
+                                                    eligibility=ir_info_cache[key]).to_dict()
             else:
                 entry["flops"] = flops_ref
             entries[name] = entry

@@ -50,8 +50,8 @@ class ConvertOptions:
     samples: int = option(128, help="calibration samples for NNCF")
     holdout: int = option(16, help="extra samples held back to compare IR and PyTorch outputs")
     seq_len: int = option(128, help="sequence length of calibration and comparison inputs")
-    sparse_rate: str = option("auto", help="CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE: auto (from measured "
-                              "sparsity), off, or a number in (0, 1]")
+    sparse_rate: str = option("auto", help="CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE: auto (written only if "
+                              "measured faster on this machine), off, or a number in (0, 1] (1 = off)")
     seed: int = option(0, help="seed for calibration sampling")
     overwrite: bool = option(False, help="replace OUTPUT if it exists")
     trust_remote_code: bool = option(False, help="allow code shipped with the checkpoint (off by default)")
@@ -63,7 +63,7 @@ class ConvertOptions:
         self.parsed_rate()  # validate early
 
     def parsed_rate(self) -> float | str | None:
-        """'auto', None (off) or a float threshold."""
+        """'auto', None (off) or a float threshold below 1 (the plugin treats 1.0 as off, so 1 is off)."""
         text = str(self.sparse_rate).strip().lower()
         if text in ("auto", "off"):
             return None if text == "off" else "auto"
@@ -73,7 +73,7 @@ class ConvertOptions:
             value = -1.0
         if not 0.0 < value <= 1.0:
             raise InputError(f"--sparse-rate must be auto, off or a number in (0, 1]; got {self.sparse_rate!r}")
-        return value
+        return value if value < 1.0 else None
 
 
 OPTIONS = ConvertOptions
@@ -92,6 +92,7 @@ class ConvertReport:
     seq_len: int
     calibration: dict[str, Any]
     sparse_rate: float | None
+    sparse_decision: dict[str, Any]
     source_layers: list[dict[str, Any]]
     ir_layers: list[dict[str, Any]]
     zero_check: dict[str, Any]
@@ -154,6 +155,10 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
 
         ov.save_model(ov_model, str(tmp / f"{IR_NAME}.xml"), compress_to_fp16=False)
         shutil.rmtree(tmp / "_export")
+        # The saved config describes the exported model: with --task the head differs from the source's
+        # config (e.g. ...ForSequenceClassification -> ...ForTokenClassification), and evaluate and
+        # optimum-intel read the class from "architectures".
+        ckpt.config.architectures = [type(ckpt.model).__name__]
         ckpt.config.save_pretrained(str(tmp))
         ckpt.tokenizer.save_pretrained(str(tmp))
         lap("save")
@@ -164,22 +169,29 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
         weights = ir_weights(read_model(tmp / f"{IR_NAME}.xml"))
         checks = verify_zeros(source_weights, weights)
         ir_rows = layer_table({w.matmul: w.effective for w in weights},
-                              dtype={w.matmul: w.dtype for w in weights})
+                              dtype={w.matmul: w.dtype for w in weights},
+                              quantized_input={w.matmul: w.activation_quantized for w in weights})
         lap("verify")
 
-        rate = _decide_rate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
         from .runtime import PRECISION_KEY, SPARSE_KEY, load, write_runtime_config
+        from .sparse_choice import decide
 
-        cpu_config = {SPARSE_KEY: str(rate)} if rate is not None else {}
-        if not options.int8:
-            # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise
-            # run it in BF16 and its accuracy and speed would not be FP32's.
-            cpu_config[PRECISION_KEY] = "f32"
-        write_runtime_config(tmp, cpu_config)
+        # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise
+        # run it in BF16 and its accuracy and speed would not be FP32's.
+        base_config = {} if options.int8 else {PRECISION_KEY: "f32"}
+        mode, candidate = _rate_candidate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
+        if mode == "auto" and candidate is not None:
+            say(f"timing sparse decompression (rate {candidate:g}) on vs off at seq {options.seq_len}, batch 1 and 8")
+        decision = decide(tmp / f"{IR_NAME}.xml", base_config, mode=mode, rate=candidate, seq_len=options.seq_len)
+        rate = decision.rate
+        write_runtime_config(tmp, {**base_config, **({SPARSE_KEY: str(rate)} if rate is not None else {})})
+        lap("sparse_decision")
         say("comparing IR outputs with PyTorch on held-back samples")
         loaded = load(tmp)
         outputs = compare_outputs(ckpt, loaded, held)
-        status = loaded.sparse_status()  # the comparison ran inferences at a static shape
+        # read from the runtime graph after an inference at a static shape, or "off"
+        status = loaded.sparse_status(batch=1, seq_len=options.seq_len)
+        warnings += loaded.notes
         lap("compare")
 
         report = ConvertReport(
@@ -193,6 +205,7 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
             calibration={"source": options.calibration, "samples": len(calib), "holdout": len(held),
                          "seed": options.seed},
             sparse_rate=rate,
+            sparse_decision=decision.to_dict(),
             source_layers=[r.to_dict() for r in source_rows],
             ir_layers=[dict(r.to_dict(), meets_rate=bool(rate is not None and r.eligible and r.sparsity >= rate))
                        for r in ir_rows],
@@ -327,21 +340,24 @@ def _zero_summary(checks: list[ZeroCheck]) -> dict[str, Any]:
     }
 
 
-def _decide_rate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: bool, warnings: list[str]) -> float | None:
+def _rate_candidate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: bool,
+                    warnings: list[str]) -> tuple[str, float | None]:
+    """(mode, rate) for sparse_choice.decide: auto with the rate every usefully sparse eligible layer meets
+    (or None), given with the user's number, or off."""
     eligible = [r for r in ir_rows if r.eligible]
     if not int8:
         if rate_opt not in ("auto", None):
             warnings.append("--sparse-rate has no effect on an FP32 IR: sparse kernels need i8 weights (use --int8)")
-        return None
+        return "off", None
     if rate_opt == "auto":
         rate = choose_rate(r.sparsity for r in eligible)
         if rate is None and eligible:
             warnings.append("no eligible layer is at least 50% zeros: sparse decompression left off")
         if not eligible:
             warnings.append("no layer is eligible for sparse decompression (i8 weights with both dims multiples "
-                            "of 64): left off")
-        return rate
-    return None if rate_opt is None else float(rate_opt)
+                            "of 64 and quantised activations): left off")
+        return "auto", rate
+    return ("off", None) if rate_opt is None else ("given", float(rate_opt))
 
 
 def compare_outputs(ckpt: Checkpoint, loaded: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
         "iterations_per_variant": options.iterations * options.rounds,
         "median_ms": medians,
         "speedup": spread(ratios),
-        "sparse_status": ir.sparse_status().to_dict(),
+        "sparse_status": ir.sparse_status(batch=1, seq_len=options.seq_len).to_dict(),  # measured, or "off"
     }
 
 
@@ -202,6 +202,7 @@ def run_demo(options: DemoOptions, *, say: Any = print) -> dict[str, Any]:
                      "(stand-in for an Intel PoFA checkpoint)",
             "zero_check": {k: v for k, v in report.zero_check.items() if k != "layers"},
             "sparse_rate": report.sparse_rate,
+            "sparse_decision": report.sparse_decision["reason"],
             "outputs_vs_pytorch": report.outputs_vs_pytorch,
             "latency": timing,
             "embedding_quality": quality,
@@ -223,7 +224,7 @@ def main(options: DemoOptions) -> int:
 pofa-deploy demo: {r['model']}
   zeros           {z['zeros_before']:,} in the pruned checkpoint, {z['zeros_lost']} lost in INT8, \
 {z['new_zeros_from_rounding']:,} new from rounding ({z['layers_checked']} layers checked)
-  sparse rate     {r['sparse_rate']}; {lat['sparse_status']['summary']}
+  sparse rate     {r['sparse_rate'] if r['sparse_rate'] is not None else 'off'}: {r['sparse_decision']}
   latency         batch 1, seq {lat['seq_len']}: dense FP32 PyTorch {lat['median_ms']['pytorch-fp32-dense']:.2f} ms, \
 INT8 IR {lat['median_ms']['openvino-int8-sparse']:.2f} ms (median of {lat['iterations_per_variant']}); \
 {sp['median']:.1f}x [per-round range {sp['min']:.1f}-{sp['max']:.1f}, {sp['rounds']} rounds]

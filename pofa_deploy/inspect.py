@@ -34,10 +34,11 @@ def inspect_path(path: str | Path, *, trust_remote_code: bool = False) -> dict[s
 
         weights = ir_weights(read_model(ir_xml(p)))
         rows = layer_table({w.source or w.matmul: w.effective for w in weights},
-                           dtype={w.source or w.matmul: w.dtype for w in weights})
+                           dtype={w.source or w.matmul: w.dtype for w in weights},
+                           quantized_input={w.source or w.matmul: w.activation_quantized for w in weights})
         rate = read_runtime_config(ir_xml(p).parent).get(SPARSE_KEY)
         kind = "openvino-ir"
-        eligible_note = "2-D i8 weight of a FullyConnected, both dims multiples of 64"
+        eligible_note = "2-D i8 weight of a FullyConnected, both dims multiples of 64, quantised (u8/i8) input"
     else:
 
         ckpt = _load_any_task(p, trust_remote_code)

@@ -32,6 +32,9 @@ class IRWeight:
     dtype: str  # storage type of the constant: i8, f32, f16, ...
     values: np.ndarray  # stored values (int8 codes for quantised weights)
     zero_point: np.ndarray | None  # None or all-zero for symmetric quantisation
+    # The MatMul's activation input comes from a FakeQuantize, so the CPU plugin feeds it u8/i8: one of
+    # the conditions of its sparse-weight decompression (see sparsity.is_eligible).
+    activation_quantized: bool = False
 
     @property
     def effective(self) -> np.ndarray:
@@ -109,8 +112,9 @@ def ir_weights(model: Any) -> list[IRWeight]:
         if zp is not None and not np.any(zp):
             zp = None
         match = _LINEAR_NAME.search(op.get_friendly_name())
+        quantized_input = op.input_value(0).get_node().get_type_name() == "FakeQuantize"
         out.append(IRWeight(op.get_friendly_name(), match.group("path") if match else None,
-                            _etype(const), values, zp))
+                            _etype(const), values, zp, quantized_input))
     return out
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 # OpenVINO's CPU plugin runs sparse-weight kernels only for FullyConnected layers with i8 weights
-# whose both dimensions are multiples of 64 (and only on CPUs with AMX).
+# whose both dimensions are multiples of 64 and u8/i8 activations (a FakeQuantize in front of the
+# MatMul in the IR), only on CPUs with AMX, and only for a rate below 1 (1.0 means off).
 SPARSE_DIM_MULTIPLE = 64
 # Below this share of zeros the sparse kernel does not pay; `--sparse-rate auto` never goes lower.
 MIN_USEFUL_SPARSITY = 0.5
@@ -25,9 +26,10 @@ def shape_eligible(shape: Iterable[int]) -> bool:
     return len(dims) == 2 and all(d > 0 and d % SPARSE_DIM_MULTIPLE == 0 for d in dims)
 
 
-def is_eligible(shape: Iterable[int], dtype: str) -> bool:
-    """Would the CPU plugin consider this weight for sparse decompression?"""
-    return dtype == "i8" and shape_eligible(shape)
+def is_eligible(shape: Iterable[int], dtype: str, *, quantized_input: bool = True) -> bool:
+    """Would the CPU plugin consider this weight for sparse decompression? ``quantized_input``: the
+    layer's activations arrive as u8/i8 (its MatMul is fed by a FakeQuantize)."""
+    return dtype == "i8" and quantized_input and shape_eligible(shape)
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,17 @@ class LayerSparsity:
 
 
 def layer_table(weights: Mapping[str, np.ndarray], *, dtype: str | Mapping[str, str] = "f32",
-                eligible_if_int8: bool = False) -> list[LayerSparsity]:
+                eligible_if_int8: bool = False,
+                quantized_input: Mapping[str, bool] | None = None) -> list[LayerSparsity]:
     """One row per weight. ``zeros`` counts exact zeros of the array as given (callers pass the
     effective values, e.g. q - zero_point for quantised weights). ``eligible_if_int8`` judges a
-    float checkpoint by the shape its weight will have after INT8 conversion."""
+    float checkpoint by the shape its weight will have after INT8 conversion; ``quantized_input``
+    says per weight whether its activations are quantised (all are when not given)."""
     rows = []
     for name, w in weights.items():
         dt = dtype if isinstance(dtype, str) else dtype[name]
-        eligible = shape_eligible(w.shape) if eligible_if_int8 else is_eligible(w.shape, dt)
+        q_in = True if quantized_input is None else quantized_input.get(name, False)
+        eligible = shape_eligible(w.shape) if eligible_if_int8 else is_eligible(w.shape, dt, quantized_input=q_in)
         rows.append(LayerSparsity(name, tuple(w.shape), dt, int(np.count_nonzero(w == 0)), int(w.size), eligible))
     return rows
 

@@ -61,6 +61,7 @@ def conversion_summary(report: dict[str, Any], out: Path) -> str:
         f"after, {z['zeros_lost']} lost, {z['new_zeros_from_rounding']:,} new from rounding",
         f"  sparse rate   {report['sparse_rate'] if report['sparse_rate'] is not None else 'off'} "
         f"(written to {out / 'runtime_config.json'})",
+        *([f"  decided by    {report['sparse_decision']['reason']}"] if report.get("sparse_decision") else []),
         f"  this CPU      {status['summary']}",
     ]
     for name, stats in report["outputs_vs_pytorch"].items():

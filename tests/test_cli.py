@@ -129,7 +129,8 @@ def test_convert_inspect_roundtrip(capsys, tiny_checkpoint, tmp_path):
     assert code == 0 and "i8" in stdout and "eligible" in stdout
     code, stdout, _ = run(capsys, "inspect", str(out), "--json")
     data = json.loads(stdout)
-    assert data["kind"] == "openvino-ir" and data["sparse_rate"] == 0.89
+    assert data["kind"] == "openvino-ir"
+    assert data["sparse_rate"] == json.loads((out / "pofa_report.json").read_text())["sparse_rate"]
     enc = [r for r in data["layers"] if ".layer." in r["name"]]
     assert enc and all(r["dtype"] == "i8" and r["eligible"] and r["sparsity"] >= 0.89 for r in enc)
     code, stdout, _ = run(capsys, "inspect", str(tiny_checkpoint("bert")), "--json")

@@ -9,7 +9,7 @@ from pofa_deploy.checkpoint import TASK_CLASSES, Task
 from pofa_deploy.convert import ConvertOptions, convert, verify_zeros
 from pofa_deploy.errors import InputError, OutputExistsError, SparsityLostError, VerificationError
 from pofa_deploy.ir import REPORT_FILE, IRWeight, ir_weights, read_model
-from pofa_deploy.runtime import PRECISION_KEY, SPARSE_KEY, load, read_runtime_config
+from pofa_deploy.runtime import PRECISION_KEY, SPARSE_KEY, has_amx, load, read_runtime_config
 
 FAST = {"samples": 8, "holdout": 4, "seq_len": 32}
 
@@ -39,11 +39,21 @@ def test_int8_every_arch_and_task(tiny_checkpoint, tmp_path, arch, task):
     # every quantised encoder weight is i8 with zero point 0
     ws = [w for w in ir_weights(read_model(out / "openvino_model.xml")) if w.source and ".layer." in w.source]
     assert ws and all(w.dtype == "i8" and w.zero_point is None for w in ws)
-    assert read_runtime_config(out) == {SPARSE_KEY: "0.89"}
+    decision = saved["sparse_decision"]
+    assert decision["mode"] == "auto" and decision["candidate_rate"] == 0.89
+    assert read_runtime_config(out) == ({SPARSE_KEY: "0.89"} if decision["rate"] else {})
+    status = decision["status"]  # measured: read from the runtime graph after an inference at 1 x seq_len
+    assert status["measured"] and status["shape"] == [1, 32] and status["fully_connected"] >= 12
+    if status["sparse_nodes"]:
+        assert decision["reason"].startswith(("on:", "off: sparse kernels ran but were not faster"))
+        assert [t["batch"] for t in decision["timings"]] == [1, 8]
+    else:  # where no sparse kernel ran, on and off are one program: off, nothing timed
+        assert decision["rate"] is None and not decision["timings"] and "no FullyConnected ran" in decision["reason"]
     assert report.runtime_precision in ("f32", "bf16", "f16")  # plugin default for the non-INT8 ops, recorded
     outputs = {k: v for k, v in report.outputs_vs_pytorch.items() if isinstance(v, dict)}
     assert outputs and all(v["mean_cosine"] > 0.99 for v in outputs.values())
-    assert report.sparse_status["fully_connected"] >= 12
+    # the status of what runtime_config.json configures: off, or measured after a static-shape inference
+    assert report.sparse_status["effect"] == ("off" if decision["rate"] is None else "active")
     # loads in optimum-intel with the class matching the task
     import optimum.intel
 
@@ -166,11 +176,32 @@ def test_dense_model_warns_and_leaves_decompression_off(tiny_checkpoint, tmp_pat
 
 
 def test_explicit_and_off_sparse_rate(tiny_checkpoint, tmp_path):
-    r = convert(_opts(tiny_checkpoint(), tmp_path / "a", sparse_rate="0.5"))
+    r = convert(_opts(tiny_checkpoint(), tmp_path / "a", sparse_rate="0.5", holdout=0))
     encoder = [row for row in r.ir_layers if row["eligible"] and ".layer." in row["name"]]
     assert r.sparse_rate == 0.5 and encoder and all(row["meets_rate"] for row in encoder)
-    r = convert(_opts(tiny_checkpoint(), tmp_path / "b", sparse_rate="off"))
-    assert r.sparse_rate is None
+    assert r.sparse_decision["mode"] == "given" and read_runtime_config(tmp_path / "a") == {SPARSE_KEY: "0.5"}
+    # an explicit number is obeyed, and its status measured (here, with --holdout 0: no comparison ran)
+    assert r.sparse_status["measured"] and r.sparse_status["fully_connected"] >= 12
+    assert r.sparse_status["sparse_nodes"] >= (1 if has_amx() else 0)
+    if not has_amx():
+        assert r.sparse_status["sparse_nodes"] == 0 and "no AMX" in r.sparse_status["summary"]
+    for off in ("off", "1"):  # the plugin treats 1.0 as off: so does pofa-deploy, and says so
+        r = convert(_opts(tiny_checkpoint(), tmp_path / f"b{off}", sparse_rate=off))
+        assert r.sparse_rate is None and read_runtime_config(tmp_path / f"b{off}") == {}
+        assert r.sparse_status["effect"] == "off" and r.sparse_decision["mode"] == "off"
+
+
+def test_config_describes_the_exported_head(tiny_checkpoint, tmp_path):
+    """--task on a checkpoint with another head: config.json names the class that was exported."""
+    src = tiny_checkpoint("bert", Task.TEXT_CLASSIFICATION)
+    before = json.loads((src / "config.json").read_text())["architectures"]
+    out = tmp_path / "tok"
+    convert(_opts(src, out, task=Task.TOKEN_CLASSIFICATION))
+    assert before == ["BertForSequenceClassification"]
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+    import optimum.intel
+
+    assert optimum.intel.OVModelForTokenClassification.from_pretrained(out, compile=False) is not None
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

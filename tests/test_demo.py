@@ -22,7 +22,10 @@ def test_demo_keeps_every_zero_and_reports_spread(demo: tuple[Path, dict]) -> No
     out, result = demo
     assert json.loads((out / "demo_report.json").read_text()) == result
     assert result["zero_check"]["zeros_lost"] == 0 and result["zero_check"]["zeros_before"] > 0
-    assert result["sparse_rate"] is not None and 0.85 <= result["sparse_rate"] <= 0.9
+    # auto writes a rate only where decompression measured faster on this machine; the reason is recorded
+    assert result["sparse_decision"].startswith("off:" if result["sparse_rate"] is None else "on:")
+    if result["sparse_rate"] is not None:
+        assert 0.85 <= result["sparse_rate"] <= 0.9
     speedup = result["latency"]["speedup"]
     assert speedup["rounds"] == 2 and speedup["min"] <= speedup["median"] <= speedup["max"]
     assert all(ms > 0 for ms in result["latency"]["median_ms"].values())
