@@ -38,7 +38,7 @@ except ImportError:  # run from a source checkout that is not installed
 from pofa_deploy import bench
 from pofa_deploy.errors import InputError
 from pofa_deploy.ir import ir_xml
-from pofa_deploy.runtime import SPARSE_KEY, read_runtime_config
+from pofa_deploy.runtime_config import SPARSE_KEY, read_runtime_config
 
 VARIANTS = ("int8-sparse", "int8")
 

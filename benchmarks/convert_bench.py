@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "convert.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pofa_deploy.runtime import cpu_model, has_amx
+    from pofa_deploy.environment import cpu_model, has_amx
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="pofa-convert-bench-"))
     rows = []

@@ -37,9 +37,9 @@ except ImportError:  # a source checkout that is not installed (e.g. a lent mach
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pofa_deploy import bench, report
+from pofa_deploy.environment import cpu_model, has_amx
 from pofa_deploy.errors import PofaError
 from pofa_deploy.ir import is_ir
-from pofa_deploy.runtime import cpu_model, has_amx
 
 HERE = Path(__file__).resolve().parent
 FULL = {"seq_len": (16, 64, 128, 384), "batch": (1, 8), "api": ("sync", "async"), "time": 10.0, "rounds": 5}

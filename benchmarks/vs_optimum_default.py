@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from pofa_deploy import bench
+from pofa_deploy.environment import cpu_model, has_amx
 from pofa_deploy.ir import ir_weights, read_model
-from pofa_deploy.runtime import cpu_model, has_amx, read_runtime_config
+from pofa_deploy.runtime_config import read_runtime_config
 
 
 def export_optimum_default(checkpoint: Path, out: Path, task: str) -> None:

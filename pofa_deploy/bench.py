@@ -32,9 +32,6 @@ import hashlib
 import json
 import math
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,24 +43,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .environment import available_cores, bf16_supported, cpu_model, has_amx, physical_cores
+from .environment import record as environment_record
 from .errors import InputError, PofaError
 from .ir import REPORT_FILE, ir_xml, is_int8_ir, is_ir, read_report
 from .options import at_least, coerce_fields, flag_name, option
 from .probe import needs_probe, probe
-from .runtime import (
-    PRECISION_KEY,
-    RUNTIME_CONFIG,
-    SPARSE_KEY,
-    IREligibility,
-    cpu_flags,
-    cpu_model,
-    has_amx,
-    ir_eligibility,
-    parse_rate,
-    read_runtime_config,
-    runtime_exec_types,
-    sparse_status,
-)
+from .runtime import IREligibility, ir_eligibility, runtime_exec_types, sparse_status
+from .runtime_config import PRECISION_KEY, RUNTIME_CONFIG, SPARSE_KEY, parse_rate, read_runtime_config
 
 Progress = Callable[[str], None]
 
@@ -76,8 +63,6 @@ SETTLE_S = 0.02  # pause between variants' rounds: lets the previous one's worke
 BOOTSTRAP_REPS = 1000
 BOOTSTRAP_MAX_SAMPLES = 2000
 PC_ITERATIONS = 10  # extra inferences whose per-layer counters -pc averages
-ELIGIBLE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
-                  "amx_bf16", "avx512_fp16", "amx_fp16", "hypervisor")
 
 
 class Api(StrEnum):
@@ -419,13 +404,6 @@ def split_budget(total: int, rounds: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(rounds)]
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def graph_flops(model: Any) -> dict[str, int]:
     """Multiply-add work (2 ops each) of a static-shaped ov.Model: MatMuls and fused attention."""
     linear = attention = 0
@@ -478,60 +456,8 @@ def _is_weight(node: Any) -> bool:
 # -- environment ----------------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"pofa-deploy": __version__, "python": platform.python_version()}
-    for pkg in ("openvino", "nncf", "torch", "transformers", "optimum-intel", "numpy", "matplotlib"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    if out["openvino"] == "not installed":  # importable without package metadata (e.g. an unpacked wheel)
-        try:
-            import openvino as ov
-
-            out["openvino"] = ov.get_version().split("-")[0]
-        except ImportError:
-            pass
-    return out
-
-
-def git_commit() -> dict[str, Any] | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": head, "dirty": bool(dirty)}
-
-
 def environment(options: BenchmarkOptions | None = None) -> dict[str, Any]:
-    flags = cpu_flags()
-    return {
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
-        "cpu_model": cpu_model(),
-        "cpu_flags_of_interest": sorted(f for f in ELIGIBLE_FLAGS if f in flags),
-        "cpu_flags": sorted(flags),
-        "amx": has_amx(),
-        "bf16": bf16_supported(),
-        "hypervisor": "hypervisor" in flags,
-        "logical_cpus": os.cpu_count(),
-        "cores_available": available_cores(),
-        "threads_used": options.threads if options else available_cores(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "versions": versions(),
-        "git": git_commit(),
-    }
-
-
-def bf16_supported() -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return environment_record(threads=options.threads if options else None)
 
 
 def cache_root(options: BenchmarkOptions | None = None) -> Path:
@@ -1227,17 +1153,6 @@ class OVRunner:
 
 
 _OV_THREADS: list[int] = []
-
-
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may use (hyper-thread siblings counted once)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        cores = {(Path(f"/sys/devices/system/cpu/cpu{c}/topology/physical_package_id").read_text().strip(),
-                  Path(f"/sys/devices/system/cpu/cpu{c}/topology/core_id").read_text().strip()) for c in cpus}
-        return len(cores) or available_cores()
-    except (AttributeError, OSError):
-        return available_cores()
 
 
 def ov_default_threads() -> int:

@@ -173,7 +173,8 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
                               quantized_input={w.matmul: w.activation_quantized for w in weights})
         lap("verify")
 
-        from .runtime import PRECISION_KEY, SPARSE_KEY, load, write_runtime_config
+        from .runtime import load
+        from .runtime_config import PRECISION_KEY, SPARSE_KEY, write_runtime_config
         from .sparse_choice import decide
 
         # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise

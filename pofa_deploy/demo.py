@@ -143,7 +143,8 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
     import torch
 
     from .bench import interleave, round_ratios, spread
-    from .runtime import dummy_inputs, load
+    from .inputs import dummy_inputs
+    from .runtime import load
 
     dense = load_checkpoint(dense_folder, task=Task.FEATURE_EXTRACTION)
     ir = load(ir_folder)

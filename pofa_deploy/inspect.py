@@ -30,7 +30,7 @@ def inspect_path(path: str | Path, *, trust_remote_code: bool = False) -> dict[s
 
     p = Path(path)
     if is_ir(p):
-        from .runtime import SPARSE_KEY, read_runtime_config
+        from .runtime_config import SPARSE_KEY, read_runtime_config
 
         weights = ir_weights(read_model(ir_xml(p)))
         rows = layer_table({w.source or w.matmul: w.effective for w in weights},

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import environment
+from .inputs import dummy_inputs
+from .runtime_config import SPARSE_KEY, parse_rate
+
 PROBE_ENV = "POFA_PROBE"
 CACHE_FILE = "probes.json"
 TIMEOUT_S = 900.0
@@ -41,35 +45,25 @@ class Verdict:
     cached: bool = False
 
 
-def cache_dir() -> Path:
-    """pofa-deploy's cache folder: $POFA_CACHE_DIR, else ~/.cache/pofa-deploy."""
-    env = os.environ.get("POFA_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "pofa-deploy"
-
-
 def needs_probe(config: dict[str, Any]) -> bool:
-    from .runtime import SPARSE_KEY, has_amx, parse_rate
-
     mode = os.environ.get(PROBE_ENV, "auto").strip().lower()
     if mode in ("0", "off", "no", "never"):
         return False
     if mode in ("all", "always"):
         return True
-    return parse_rate(config.get(SPARSE_KEY)) is not None and has_amx()
+    return parse_rate(config.get(SPARSE_KEY)) is not None and environment.has_amx()
 
 
 def _key(xml: Path, config: dict[str, Any], batch: int, seq_len: int, static: bool) -> str:
     import openvino as ov
-
-    from .runtime import cpu_flags, cpu_model
 
     h = hashlib.sha256()
     for f in (xml, xml.with_suffix(".bin")):
         st = f.stat() if f.is_file() else None
         h.update(f"{f.resolve()}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0};".encode())
     h.update(ov.get_version().encode())
-    h.update(cpu_model().encode())
-    h.update(" ".join(sorted(cpu_flags())).encode())
+    h.update(environment.cpu_model().encode())
+    h.update(" ".join(sorted(environment.cpu_flags())).encode())
     h.update(os.environ.get("ONEDNN_MAX_CPU_ISA", "").encode())
     h.update(json.dumps({str(k): str(v) for k, v in config.items()}, sort_keys=True).encode())
     h.update(f"{batch}x{seq_len}:{'static' if static else 'dynamic'}".encode())
@@ -107,7 +101,7 @@ def probe(xml: Path, config: dict[str, Any], *, batch: int, seq_len: int, static
     that shape in a child process; the verdict is cached unless the child timed out."""
     xml = Path(xml)
     key = _key(xml, config, batch, seq_len, static)
-    file = cache_dir() / CACHE_FILE
+    file = environment.cache_dir() / CACHE_FILE
     known = _load_cache(file).get(key)
     if isinstance(known, dict) and "ok" in known:
         return Verdict(bool(known["ok"]), str(known.get("reason", "")), cached=True)
@@ -137,8 +131,6 @@ def probe(xml: Path, config: dict[str, Any], *, batch: int, seq_len: int, static
 
 def _child(xml: str, config: dict[str, Any], batch: int, seq_len: int, static: bool) -> None:
     import openvino as ov
-
-    from .runtime import dummy_inputs
 
     core = ov.Core()
     model = core.read_model(xml)

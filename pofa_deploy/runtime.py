@@ -14,7 +14,6 @@ of a model compiled at a static shape after one inference there: execType of Ful
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -23,73 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from .environment import has_amx
 from .errors import InputError
+from .inputs import dummy_inputs
 from .ir import ir_xml, read_model
+from .runtime_config import PRECISION_KEY, SPARSE_KEY, compile_config, parse_rate
 
-RUNTIME_CONFIG = "runtime_config.json"
-SPARSE_KEY = "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"
-PRECISION_KEY = "INFERENCE_PRECISION_HINT"
 SPARSE_EXEC_MARK = "sparse"
-
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def has_amx() -> bool:
-    """AMX tiles with INT8 support, which the CPU plugin's sparse I8 kernels need."""
-    flags = cpu_flags()
-    return {"amx_tile", "amx_int8"} <= flags
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
-
-def read_runtime_config(folder: Path) -> dict[str, str]:
-    """The CPU section of ``runtime_config.json`` ({} when absent)."""
-    file = folder / RUNTIME_CONFIG
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-        return {str(k): str(v) for k, v in data.get("CPU", {}).items()}
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(f"{file}: not a runtime config ({exc}); re-run pofa-deploy convert") from None
-
-
-def write_runtime_config(folder: Path, cpu: dict[str, str]) -> Path:
-    file = folder / RUNTIME_CONFIG
-    file.write_text(json.dumps({"CPU": cpu}, indent=2) + "\n")
-    return file
-
-
-def parse_rate(value: object) -> float | None:
-    """A CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE value as the plugin acts on it: None (off) when absent,
-    not a number, or outside (0, 1) -- the plugin treats 1.0 as off."""
-    if value is None:
-        return None
-    try:
-        rate = float(str(value))
-    except ValueError:
-        return None
-    return rate if 0.0 < rate < 1.0 else None
 
 
 @dataclass(frozen=True)
@@ -335,40 +274,6 @@ class LoadedModel:
         """One inference at [batch, seq_len]; sparse_status() then reports what runs at that shape."""
         self.infer(dummy_inputs(self.input_names, batch=batch, seq_len=seq_len))
         self._warm_shape = (batch, seq_len)
-
-
-def dummy_inputs(names: list[str], *, batch: int, seq_len: int, vocab: int = 1000,
-                 seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feed: dict[str, np.ndarray] = {}
-    for name in names:
-        if name == "input_ids":
-            feed[name] = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int64)
-        elif name == "attention_mask":
-            feed[name] = np.ones((batch, seq_len), dtype=np.int64)
-        else:  # token_type_ids, position_ids ...
-            feed[name] = np.zeros((batch, seq_len), dtype=np.int64)
-    return feed
-
-
-def compile_config(folder: Path, *, sparse_rate: float | str | None = "config",
-                   precision: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The properties a folder is compiled with: its runtime_config.json, then overrides.
-
-    ``sparse_rate``: "config" keeps the folder's value, None switches decompression off, a float sets it.
-    A rate the plugin treats as off (1.0 or more) is left out, so "off" is spelled one way everywhere.
-    """
-    config = read_runtime_config(folder) if folder.is_dir() else {}
-    if sparse_rate != "config":
-        config.pop(SPARSE_KEY, None)
-        if sparse_rate is not None:
-            config[SPARSE_KEY] = str(float(sparse_rate))
-    if SPARSE_KEY in config and parse_rate(config[SPARSE_KEY]) is None:
-        config.pop(SPARSE_KEY)
-    if precision:
-        config[PRECISION_KEY] = precision
-    config.update(extra or {})
-    return config
 
 
 def load(path: str | Path, *, sparse_rate: float | str | None = "config", precision: str | None = None,

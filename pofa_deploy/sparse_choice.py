@@ -19,14 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runtime import (
-    SPARSE_KEY,
-    compile_guarded,
-    cpu_model,
-    dummy_inputs,
-    ir_eligibility,
-    sparse_status,
-)
+from .environment import cpu_model
+from .inputs import dummy_inputs
+from .runtime import compile_guarded, ir_eligibility, sparse_status
+from .runtime_config import SPARSE_KEY
 
 BATCHES = (1, 8)
 ROUNDS = 7

@@ -4,9 +4,9 @@ peak, bad input. Durations are a few iterations: these tests check behaviour, ne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
-import dataclasses
 import json
 import math
 import subprocess
@@ -33,8 +33,8 @@ from pofa_deploy.bench import (
     split_budget,
     spread,
 )
+from pofa_deploy.environment import has_amx
 from pofa_deploy.errors import InputError
-from pofa_deploy.runtime import has_amx
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ import pytest
 
 from pofa_deploy import sparse_choice
 from pofa_deploy.convert import ConvertOptions, convert
-from pofa_deploy.runtime import SparseStatus, has_amx
+from pofa_deploy.environment import has_amx
+from pofa_deploy.runtime import SparseStatus
 from pofa_deploy.sparse_choice import PairTiming, decide
 
 
@@ -33,7 +34,7 @@ def test_faster_beyond_noise_needs_the_lower_quartile_above_one() -> None:
 
 
 def _pretend_sparse_kernels_ran(monkeypatch: pytest.MonkeyPatch) -> None:
-    def status(compiled, rate, *, shape, eligibility=None):  # noqa: ANN001, ANN202
+    def status(compiled, rate, *, shape, eligibility=None):
         return SparseStatus(rate, True, measured=True, shape=shape, fully_connected=14, sparse_nodes=12)
 
     monkeypatch.setattr(sparse_choice, "sparse_status", status)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pofa_deploy import tradeoff
-from pofa_deploy.runtime import cpu_model, has_amx
+from pofa_deploy.environment import cpu_model, has_amx
 
 HERE = Path(__file__).resolve().parent
 
