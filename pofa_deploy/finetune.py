@@ -399,7 +399,12 @@ def _save_resume(folder: Path, *, model: torch.nn.Module, masks: Masks, optimize
 
 
 def _load_resume(folder: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Any,
-                 options: FinetuneOptions) -> tuple[Masks, _Progress]:
+                 options: FinetuneOptions, initial: Masks) -> tuple[Masks, _Progress]:
+    """Load the state saved by ``_save_resume`` into ``model``, ``optimizer`` and ``scheduler``.
+
+    ``initial`` holds the keep-masks recorded from MODEL: resumed masks may only have grown from them
+    (equal them without --prune-to), and every weight they mask must be zero in the resumed model.
+    """
     import pickle
 
     import torch
@@ -422,8 +427,23 @@ def _load_resume(folder: Path, *, model: torch.nn.Module, optimizer: Any, schedu
     if changed:
         shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise InputError(f"{folder}: --resume needs the options of the interrupted run; changed: {shown}")
-    if set(masks) != set(encoder_linears(model)):
+    linears = encoder_linears(model)
+    if set(masks) != set(linears):
         raise InputError(f"{folder}: masks do not match the model's encoder Linears; "
+                         "delete it and start over")
+    for name, keep in masks.items():
+        weight = linears[name].weight.detach()
+        if keep.dtype != torch.bool or keep.shape != weight.shape:
+            why = f"a {keep.dtype} mask of shape {tuple(keep.shape)} for a weight of shape {tuple(weight.shape)}"
+        elif bool((keep & ~initial[name]).any()):
+            why = "it keeps weights that are zero in MODEL"
+        elif options.prune_to is None and not torch.equal(keep, initial[name]):
+            why = "it masks weights that MODEL has nonzero, without --prune-to"
+        elif bool(weight[~keep].any()):
+            why = "weights it masks are nonzero in the saved model"
+        else:
+            continue
+        raise InputError(f"{folder}: masks do not match the model's encoder Linears ({name}: {why}); "
                          "delete it and start over")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -543,7 +563,7 @@ def finetune(options: FinetuneOptions, *, callback: Callback | None = None, prog
     state = _Progress()
     if options.resume:
         masks, state = _load_resume(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                    options=options)
+                                    options=options, initial=masks)
         apply_masks_(model, masks)
     session_start = time.perf_counter()
     elapsed_before = state.elapsed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from pofa_deploy.checkpoint import Task, load_checkpoint
-from pofa_deploy.errors import InputError, OutputExistsError, SparsityLostError
+from pofa_deploy.errors import DataError, InputError, OutputExistsError, SparsityLostError
 from pofa_deploy.finetune import (
     REPORT,
     FinetuneOptions,
@@ -299,3 +300,148 @@ def test_cuda_training_keeps_zeros_and_resumes(assets: dict[str, Path], tmp_path
         # CUDA embedding backward accumulates atomically, so not bit-identical; a resume that lost the
         # optimiser or RNG state would be off by ~lr (1e-3)
         np.testing.assert_allclose(resumed[name], w, rtol=0, atol=1e-4)
+
+
+def test_nan_loss_is_refused_and_nothing_written(assets: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pofa_deploy.finetune as finetune_mod
+
+    real = finetune_mod.distillation_loss
+    calls = []
+
+    def nan_at_second_step(*args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(1)
+        loss = real(*args, **kw)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(finetune_mod, "distillation_loss", nan_at_second_step)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"training loss became nan at step 2; lower --lr"):
+        finetune(_options(assets, out, max_steps=4), progress=False)
+    assert len(calls) == 2  # stopped at the first non-finite loss
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prune_to_below_current_sparsity_is_refused(assets: dict[str, Path], tmp_path: Path) -> None:
+    steps = []
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as info:
+        finetune(_options(assets, out, prune_to=0.5), callback=lambda *a: steps.append(a[1]), progress=False)
+    message = str(info.value)
+    assert "\n" not in message  # one line
+    assert message.startswith("--prune-to 0.5: 12 encoder Linears are already sparser (e.g. distilbert.")
+    assert re.search(r": (89\.9\d|90\.00)%\); masks only grow, give a larger --prune-to$", message)
+    assert steps == [] and list(tmp_path.iterdir()) == []  # refused before training
+
+
+def test_zero_lost_in_the_saved_file_is_refused_and_nothing_written(assets: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """The in-memory weights keep every zero, but the file written is re-read and checked too."""
+    from safetensors.torch import save_file
+
+    layer = "distilbert.transformer.layer.0.ffn.lin2"
+
+    def corrupt_the_save(event: str, step: int, model: torch.nn.Module) -> None:
+        if event != "save":
+            return
+        save_pretrained = model.save_pretrained
+
+        def save_then_corrupt(folder: str, *args: Any, **kw: Any) -> None:
+            save_pretrained(folder, *args, **kw)
+            file = Path(folder) / "model.safetensors"
+            tensors = load_file(file)
+            w = tensors[f"{layer}.weight"]
+            row, col = (w == 0).nonzero()[0].tolist()
+            w[row, col] = 1.0
+            save_file(tensors, str(file), metadata={"format": "pt"})
+
+        model.save_pretrained = save_then_corrupt  # type: ignore[method-assign]
+
+    out = tmp_path / "out"
+    with pytest.raises(SparsityLostError, match=rf"1 zeros lost in the saved .*safetensors in 1 encoder "
+                                                rf"Linears: {layer} \(1\); nothing was written"):
+        finetune(_options(assets, out, max_steps=2), callback=corrupt_the_save, progress=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no partial folder either
+
+
+def _interrupted_run(assets: dict[str, Path], out: Path, **kw: Any) -> FinetuneOptions:
+    """Run 2 of 4 steps, leaving the resumable state of step 2 at OUT.resume/; return its options."""
+    def stop(event: str, step: int, model: torch.nn.Module) -> None:
+        if event == "step" and step == 2:
+            raise _Stop
+
+    options = _options(assets, out, max_steps=4, save_every=2, **kw)
+    with pytest.raises(_Stop):
+        finetune(options, callback=stop, progress=False)
+    assert (resume_folder(out) / "masks.safetensors").is_file() and not out.exists()
+    return options
+
+
+def _first(keep: torch.Tensor, value: bool) -> tuple[int, int]:
+    row, col = (keep == value).nonzero()[0].tolist()
+    return row, col
+
+
+def test_resume_refuses_masks_that_do_not_match(assets: dict[str, Path], tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    out = tmp_path / "out"
+    options = _interrupted_run(assets, out)
+    file = resume_folder(out) / "masks.safetensors"
+    pristine = file.read_bytes()
+    layer = "distilbert.transformer.layer.1.attention.k_lin"
+
+    def renamed(m: dict[str, torch.Tensor]) -> None:
+        m[layer + "_renamed"] = m.pop(layer)
+
+    def loosened(m: dict[str, torch.Tensor]) -> None:  # a zero of MODEL would be trained away
+        m[layer][_first(m[layer], False)] = True
+
+    def tightened(m: dict[str, torch.Tensor]) -> None:  # a trained weight would be zeroed
+        m[layer][_first(m[layer], True)] = False
+
+    def reshaped(m: dict[str, torch.Tensor]) -> None:
+        m[layer] = m[layer][:, :32].contiguous()
+
+    for alter, why in ((renamed, "delete it"), (loosened, "keeps weights that are zero in MODEL"),
+                       (tightened, "masks weights that MODEL has nonzero"), (reshaped, "of shape (64, 32)")):
+        file.write_bytes(pristine)
+        masks = load_file(file)
+        alter(masks)
+        save_file(masks, str(file))
+        with pytest.raises(InputError, match=r"masks do not match the model's encoder Linears") as info:
+            finetune(dataclasses.replace(options, resume=True), progress=False)
+        assert why in str(info.value), alter.__name__
+        if alter is not renamed:
+            assert layer in str(info.value)
+        assert not out.exists() and file.is_file()  # the state is left for the user to inspect
+    file.write_bytes(pristine)  # the untouched state still resumes
+    finetune(dataclasses.replace(options, resume=True), progress=False)
+    assert _report(out)["resumed_from_step"] == 2 and _report(out)["zero_check"]["lost"] == 0
+
+
+def test_resume_with_pruning_refuses_masks_that_do_not_match(assets: dict[str, Path], tmp_path: Path) -> None:
+    """With --prune-to masks legitimately differ from MODEL's zeros, but may not give a zero of MODEL
+    back, nor mask a weight that the saved model has nonzero."""
+    from safetensors.torch import save_file
+
+    out = tmp_path / "out"
+    options = _interrupted_run(assets, out, prune_to=0.95, prune_start=0.25, prune_end=0.5, prune_every=1)
+    file = resume_folder(out) / "masks.safetensors"
+    pristine = file.read_bytes()
+    layer = "distilbert.transformer.layer.0.ffn.lin1"
+    model_zeros = _weights(assets["sparse"])[layer] == 0
+    keep = load_file(file)[layer].numpy()
+    assert (~keep).mean() == pytest.approx(0.95, abs=0.001) and not (keep & model_zeros).any()  # pruned by step 2
+    lost_zero = tuple(np.argwhere(model_zeros)[0])  # a zero of MODEL
+    trained = tuple(np.argwhere(keep)[0])  # a weight still being trained
+    for position, value, why in ((lost_zero, True, "it keeps weights that are zero in MODEL"),
+                                 (trained, False, "weights it masks are nonzero in the saved model")):
+        file.write_bytes(pristine)
+        masks = load_file(file)
+        masks[layer][position] = value
+        save_file(masks, str(file))
+        with pytest.raises(InputError, match=rf"masks do not match .*\({layer}: {why}\)"):
+            finetune(dataclasses.replace(options, resume=True), progress=False)
+        assert not out.exists()
