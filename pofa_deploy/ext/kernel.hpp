@@ -25,8 +25,10 @@ struct Quad {
 
 // Packed weights as the VNNI kernel reads them (built once per op instance, see sparse_fc.cpp).
 //
-// Rows are grouped in blocks of kRowBlock; K is split in blocks of kq_block quads so that the
-// activation panel slice of one K block stays in L1 while every row of a row block walks over it.
+// Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); K is split
+// in blocks of kq_block quads so that the activation panel slice of one K block stays in L1 while
+// every row of a row block walks over it. The row's int32 sums live in registers within a K block and
+// in a per-thread scratch between K blocks.
 // The quads of (row block rb, K block kb, row r) are quads[seg[s] .. seg[s+1]) with
 // s = (rb * n_kblocks + kb) * kRowBlock + r: one sequential stream per row block, no searching.
 struct PackedView {
@@ -38,7 +40,8 @@ struct PackedView {
     int64_t n_kblocks, kq_block;
 };
 
-constexpr int64_t kRowBlock = 32;   // rows per block (multiple of 16: the epilogue writes 16 outputs at once)
+constexpr int64_t kRowBlock = 128;  // rows per block (multiple of 16: the epilogue transposes 16 x 16 blocks)
+constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 staged tokens use different L1 sets
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
 constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row
 
@@ -65,13 +68,19 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
 
 // --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
 bool vnni_supported();
-// Quantise tokens [m_begin, m_end) of x ([M, K] row-major) into the panel. Tokens of the last tile
-// beyond M must be zeroed by the caller.
-void vnni_quantize(const float* x, int64_t K, int64_t Kq, int64_t m_begin, int64_t m_end, int64_t tile_tokens,
-                   const QuantParams& qp, uint8_t* panel);
+// Quantise the 16-token groups [g_begin, g_end) of x ([M, K] row-major) into the panel; tokens past
+// M (in the last group) are written as zeros.
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel);
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
 // 64-byte aligned scratch) and write out[m, n] for the tile's `tokens` valid tokens starting at m0.
+// stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out);
+                    int64_t tokens, int64_t m0, int32_t* acc, float* out, float* stage);
+// The two halves of vnni_row_block (separate for profiling): the int32 sums, then dequantise + store.
+void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
+                     int32_t* acc);
+void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
+                const int32_t* acc, float* out, float* stage);
 
 }  // namespace pofa

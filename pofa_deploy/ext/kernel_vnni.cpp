@@ -22,33 +22,69 @@ bool vnni_supported() {
            __builtin_cpu_supports("avx512vnni");
 }
 
-void vnni_quantize(const float* x, int64_t K, int64_t Kq, int64_t m_begin, int64_t m_end, int64_t tile_tokens,
-                   const QuantParams& qp, uint8_t* panel) {
+namespace {
+
+// 4x4 transpose of 128-bit lanes: out[l] = [v[0].lane l, v[1].lane l, v[2].lane l, v[3].lane l].
+inline void transpose_lanes(const __m512i v[4], __m512i out[4]) {
+    const __m512i s0 = _mm512_shuffle_i32x4(v[0], v[1], 0x44), s1 = _mm512_shuffle_i32x4(v[0], v[1], 0xEE);
+    const __m512i s2 = _mm512_shuffle_i32x4(v[2], v[3], 0x44), s3 = _mm512_shuffle_i32x4(v[2], v[3], 0xEE);
+    out[0] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    out[1] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+    out[2] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    out[3] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+}
+
+}  // namespace
+
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel) {
     const __m512 scale = _mm512_set1_ps(qp.scale);
     const __m512 shift = _mm512_set1_ps(qp.shift);
     const __m512 zero = _mm512_setzero_ps();
     const __m512 qmax = _mm512_set1_ps(qp.qmax);
     const int64_t quad_stride = tile_tokens * 4;  // bytes between the same token of consecutive quads
-    for (int64_t m = m_begin; m < m_end; ++m) {
-        const float* row = x + m * K;
+    // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 4 quads of one token), gather
+    // quad l of the 4 tokens into lane l.
+    const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    for (int64_t g = g_begin; g < g_end; ++g) {
+        const int64_t m = g * kTokenGroup;
         const int64_t t = m / tile_tokens, mt = m % tile_tokens;
         uint8_t* dst = panel + (t * Kq * tile_tokens + mt) * 4;
+        const int64_t valid = M - m < kTokenGroup ? M - m : kTokenGroup;  // tokens past M read as zeros
         for (int64_t k = 0; k < K; k += 16) {
             const int64_t left = K - k;
             // K tail: masked load (the lanes read as 0 and meet zero weights, so their value is harmless)
             const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF)
                                               : static_cast<__mmask16>((1u << left) - 1u);
-            __m512 v = _mm512_maskz_loadu_ps(mask, row + k);
-            // Clamp in float before the conversion: an out-of-range float converts to INT_MIN. max(v, 0)
-            // returns 0 for NaN, like the portable path.
-            v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, scale, shift), zero), qmax);
-            const __m128i q = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));  // round half to even (MXCSR default)
+            // 16 tokens x 16 K -> u8, 4 tokens per register: quads[a] = [token 4a | 4a+1 | 4a+2 | 4a+3]
+            __m512i quads[4];
+            for (int a = 0; a < 4; ++a) {
+                __m512i packed = _mm512_setzero_si512();
+                for (int i = 0; i < 4; ++i) {
+                    const int64_t tok = 4 * a + i;
+                    __m128i q = _mm_setzero_si128();
+                    if (tok < valid) {
+                        __m512 v = _mm512_maskz_loadu_ps(mask, x + (m + tok) * K + k);
+                        // Clamp in float before the conversion (an out-of-range float converts to
+                        // INT_MIN); max(v, 0) returns 0 for NaN, like the portable path.
+                        v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, scale, shift), zero), qmax);
+                        q = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));  // round half to even (MXCSR default)
+                    }
+                    switch (i) {  // the lane must be a constant; the loop is unrolled
+                    case 0: packed = _mm512_inserti32x4(packed, q, 0); break;
+                    case 1: packed = _mm512_inserti32x4(packed, q, 1); break;
+                    case 2: packed = _mm512_inserti32x4(packed, q, 2); break;
+                    default: packed = _mm512_inserti32x4(packed, q, 3); break;
+                    }
+                }
+                quads[a] = _mm512_permutexvar_epi32(by_quad, packed);
+            }
+            __m512i out[4];
+            transpose_lanes(quads, out);  // out[j] = quad kq+j of the 16 tokens: one aligned 64-byte store
             const int64_t kq = k / 4;
             const int64_t nq = (left >= 16 ? 16 : left + 3) / 4;
-            alignas(16) int32_t quads[4];
-            _mm_store_si128(reinterpret_cast<__m128i*>(quads), q);
             for (int64_t j = 0; j < nq; ++j)
-                *reinterpret_cast<int32_t*>(dst + (kq + j) * quad_stride) = quads[j];
+                _mm512_store_si512(reinterpret_cast<void*>(dst + (kq + j) * quad_stride), out[j]);
         }
     }
 }
@@ -113,7 +149,13 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
 }  // namespace
 
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out) {
+                    int64_t tokens, int64_t m0, int32_t* acc, float* out, float* stage) {
+    vnni_accumulate(w, rb, tile_panel, tile_tokens, groups, acc);
+    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, out, stage);
+}
+
+void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
+                     int32_t* acc) {
     switch (groups) {
     case 1: accumulate<1>(w, rb, tile_panel, tile_tokens, acc); break;
     case 2: accumulate<2>(w, rb, tile_panel, tile_tokens, acc); break;
@@ -124,24 +166,62 @@ void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, 
     case 7: accumulate<7>(w, rb, tile_panel, tile_tokens, acc); break;
     default: accumulate<8>(w, rb, tile_panel, tile_tokens, acc); break;
     }
-    // Epilogue: acc is [row][token]; out is [token][row]. Per token, gather 16 rows' sums (one L1-resident
-    // gather), dequantise them all at once (out = alpha[n] * acc + beta[n]) and store 16 contiguous
-    // outputs, masked at the N tail.
-    const __m512i row_index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                 _mm512_set1_epi32(static_cast<int32_t>(tile_tokens)));
-    for (int64_t r0 = 0; r0 < kRowBlock; r0 += 16) {
-        const int64_t n0 = rb * kRowBlock + r0;
-        if (n0 >= w.N) break;
-        const int64_t left = w.N - n0;
-        const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
-        const __m512 alpha = _mm512_maskz_loadu_ps(mask, w.alpha + n0);
-        const __m512 beta = _mm512_maskz_loadu_ps(mask, w.beta + n0);
-        const int32_t* base = acc + r0 * tile_tokens;
-        for (int64_t m = 0; m < tokens; ++m) {
-            const __m512i idx = _mm512_add_epi32(row_index, _mm512_set1_epi32(static_cast<int32_t>(m)));
-            const __m512i sums = _mm512_i32gather_epi32(idx, base, 4);
-            const __m512 y = _mm512_fmadd_ps(alpha, _mm512_cvtepi32_ps(sums), beta);
-            _mm512_mask_storeu_ps(out + (m0 + m) * w.N + n0, mask, y);
+}
+
+void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
+                const int32_t* acc, float* out, float* stage) {
+    // Epilogue: acc is [row][token], out is [token][row]. Per 16 tokens: for each 16 rows, dequantise
+    // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a
+    // small [token][row] staging tile; then copy each token's kRowBlock outputs to out as one
+    // contiguous run. Why the staging tile: with N a multiple of 1024 (768 x 4 bytes is not, but
+    // 3072 x 4 is), the tokens' output rows are a multiple of 4 KiB apart, so writing 16 outputs per
+    // token straight from the transpose sends every store of a burst to the same L1 set, and the
+    // stores' cache misses serialise (measured: 3-4x slower epilogue). Long per-token runs spread the
+    // stores over kRowBlock / 16 sets.
+    const int64_t nb = rb * kRowBlock;
+    if (nb >= w.N) return;
+    const int64_t cols = w.N - nb < kRowBlock ? w.N - nb : kRowBlock;
+    for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t r0 = 0; r0 < cols; r0 += 16) {
+            const int64_t n0 = nb + r0;
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i) {
+                const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(acc + (r0 + i) * tile_tokens + 16 * g));
+                r[i] = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
+                                       _mm512_set1_ps(w.beta[n0 + i]));
+            }
+            __m512 a[16], b[16];
+            for (int i = 0; i < 8; ++i) {
+                a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for (int i = 0; i < 4; ++i) {  // b[4i + c], lane l: rows 4i..4i+3 of token 4l + c
+                const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+                const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+                b[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+                b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+                b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+                b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+            }
+            for (int c = 0; c < 4; ++c) {
+                const __m512i v[4] = {_mm512_castps_si512(b[c]), _mm512_castps_si512(b[4 + c]),
+                                      _mm512_castps_si512(b[8 + c]), _mm512_castps_si512(b[12 + c])};
+                __m512i t[4];
+                transpose_lanes(v, t);  // t[l] = the 16 rows of token 4l + c
+                for (int l = 0; l < 4; ++l)
+                    _mm512_store_si512(reinterpret_cast<void*>(stage + (4 * l + c) * kStageStride + r0), t[l]);
+            }
+        }
+        const int64_t tok0 = m0 + 16 * g;
+        const int64_t valid = tokens - 16 * g < 16 ? tokens - 16 * g : 16;
+        const int64_t full = cols / 16 * 16;
+        const __mmask16 tail = static_cast<__mmask16>((1u << (cols - full)) - 1u);
+        for (int64_t tok = 0; tok < valid; ++tok) {
+            const float* src = stage + tok * kStageStride;
+            float* dst = out + (tok0 + tok) * w.N + nb;
+            for (int64_t j = 0; j < full; j += 16) _mm512_storeu_ps(dst + j, _mm512_load_ps(src + j));
+            // a masked store only at the N tail: masked stores are slower than plain ones on AMD
+            if (tail) _mm512_mask_storeu_ps(dst + full, tail, _mm512_load_ps(src + full));
         }
     }
 }
