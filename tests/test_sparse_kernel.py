@@ -113,6 +113,53 @@ def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatc
     assert np.array_equal(out["generic"], out["vnni"])
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_concurrent_streams_share_one_op_safely(ext_lib, tmp_path, monkeypatch, path):
+    """Two streams and four async requests on one compiled model: the weights are packed once
+    (call_once) and every request gets its own correct result (per-thread scratch, no shared state)."""
+    import openvino as ov
+
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+    rng = np.random.default_rng(11)
+    model, (codes, scale, bias, fq, levels) = _layer(rng, 200, 150, 0.9)
+    xml = tmp_path / "sparse.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    core = _core(ext_lib)
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU",
+                                  {"NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "THROUGHPUT"})
+    queue = ov.AsyncInferQueue(compiled, 4)
+    inputs = [rng.standard_normal((1, int(m), 200)).astype(np.float32) for m in rng.integers(1, 150, 24)]
+    results: dict[int, np.ndarray] = {}
+    queue.set_callback(lambda request, i: results.__setitem__(i, request.get_output_tensor().data.copy()))
+    for i, x in enumerate(inputs):
+        queue.start_async({0: x}, i)
+    queue.wait_all()
+    for i, x in enumerate(inputs):
+        ref = _reference(x, codes, scale, bias, fq, levels)
+        np.testing.assert_allclose(results[i], ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+def test_only_the_vnni_translation_unit_has_avx512_code(ext_lib):
+    """The library must load and run (portable path) on CPUs without AVX-512: AVX-512 instructions may
+    appear only in the functions of kernel_vnni.cpp, which run after the CPUID check."""
+    import shutil
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump not installed")
+    text = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", str(ext_lib)], capture_output=True,
+                          text=True, check=True).stdout
+    function, offenders = "", set()
+    for line in text.splitlines():
+        if line.endswith(">:"):
+            function = line
+        elif "zmm" in line or "{1to" in line or "%k1" in line:
+            offenders.add(function)
+    allowed = ("pofa::vnni_quantize", "pofa::vnni_store", "pofa::vnni_accumulate", "pofa::vnni_row_block",
+               "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::row_quads<")
+    assert offenders and all(any(a in f for a in allowed) for f in offenders), sorted(offenders)
+
+
 def test_rank2_input_and_bad_kernel_env(ext_lib, tmp_path, monkeypatch):
     import openvino as ov
     import openvino.opset13 as ops

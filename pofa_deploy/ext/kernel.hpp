@@ -66,8 +66,10 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
                   const float* beta, const uint8_t* q, int64_t M, int64_t K, int64_t N, int64_t n_begin,
                   int64_t n_end, float* out);
 
-// --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
+// Does this CPU (and OS) support the VNNI kernel? (kernel_generic.cpp: safe to call anywhere)
 bool vnni_supported();
+
+// --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
 // Quantise the 16-token groups [g_begin, g_end) of x ([M, K] row-major) into the panel; tokens past
 // M (in the last group) are written as zeros.
 void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,

@@ -7,6 +7,15 @@
 
 namespace pofa {
 
+// Here, not in kernel_vnni.cpp: this runs on every CPU, so it must be compiled without AVX-512 flags.
+bool vnni_supported() {
+    __builtin_cpu_init();
+    // __builtin_cpu_supports also checks that the OS saves the AVX-512 register state (XCR0).
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
 void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q) {
     for (int64_t m = m_begin; m < m_end; ++m) {
         for (int64_t k = 0; k < K; ++k) {

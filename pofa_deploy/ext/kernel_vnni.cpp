@@ -15,13 +15,6 @@
 
 namespace pofa {
 
-bool vnni_supported() {
-    // __builtin_cpu_supports also checks that the OS saves the AVX-512 register state (XCR0).
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512vnni");
-}
-
 namespace {
 
 // 4x4 transpose of 128-bit lanes: out[l] = [v[0].lane l, v[1].lane l, v[2].lane l, v[3].lane l].
