@@ -29,18 +29,30 @@ struct Quad {
 // in blocks of kq_block quads so that the activation panel slice of one K block stays in L1 while
 // every row of a row block walks over it. The row's int32 sums live in registers within a K block and
 // in a per-thread scratch between K blocks.
-// The quads of (row block rb, K block kb, row r) are quads[seg[s] .. seg[s+1]) with
-// s = (rb * n_kblocks + kb) * kRowBlock + r: one sequential stream per row block, no searching.
+//
+// Row pairs: the loop is bound by loads (one 64-byte activation load per vpdpbusd), so the rows of a
+// block are paired (greedily, by how many nonzero quads they share) and a quad both rows use is loaded
+// once and multiplied with both rows' weights. Per (row block rb, K block kb, pair p), with
+// s = (rb * n_kblocks + kb) * kPairs + p:
+//   shared quads: shared[3 * i + {0, 1, 2}] = (kq, w4 of row A, w4 of row B), i in [seg_shared[s], seg_shared[s+1])
+//   row A only:   single[2 * i + {0, 1}] = (kq, w4), i in [seg_single[2s], seg_single[2s+1])
+//   row B only:   the same, i in [seg_single[2s+1], seg_single[2s+2])
+// Rows A and B of pair p keep their sums in slots 2p and 2p+1 of the row block's scratch; row_slot
+// maps a row back to its slot for the epilogue. One sequential stream per row block, no searching.
 struct PackedView {
-    const Quad* quads;
-    const uint32_t* seg;
-    const float* alpha;  // per row: weight scale * activation step
-    const float* beta;   // per row: weight scale * activation offset * row sum + bias
-    int64_t K, N, Kq;    // Kq = ceil(K / 4)
+    const int32_t* shared;
+    const int32_t* single;
+    const uint32_t* seg_shared;
+    const uint32_t* seg_single;
+    const int32_t* row_slot;  // per (padded) row: its slot in its row block
+    const float* alpha;       // per row: weight scale * activation step
+    const float* beta;        // per row: weight scale * activation offset * row sum + bias
+    int64_t K, N, Kq;         // Kq = ceil(K / 4)
     int64_t n_kblocks, kq_block;
 };
 
 constexpr int64_t kRowBlock = 128;  // rows per block (multiple of 16: the epilogue transposes 16 x 16 blocks)
+constexpr int64_t kPairs = kRowBlock / 2;
 constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 staged tokens use different L1 sets
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
 constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row

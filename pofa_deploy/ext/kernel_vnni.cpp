@@ -84,21 +84,23 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_b
 
 namespace {
 
-// Accumulate the quads [q, end) of one row into G token-group accumulators. With few token groups
-// the vpdpbusd chain of each accumulator would be latency-bound, so the quads are split over S
-// interleaved partial sums (G * S >= 8 independent chains) that are added at the end.
+// One row's quads: n records of `stride` int32s, (kq, ..., w4 at woff). Accumulated into G
+// token-group accumulators. With few token groups the vpdpbusd chains would be latency-bound, so the
+// quads are split over S interleaved partial sums (G * S >= 8 independent chains).
 template <int G, int S>
-inline void row_quads(const Quad* q, const Quad* end, const uint8_t* panel, int64_t quad_stride, __m512i* acc) {
+inline void row_quads(const int32_t* rec, int64_t n, int64_t stride, int64_t woff, const uint8_t* panel,
+                      int64_t quad_stride, __m512i* acc) {
     __m512i part[S > 1 ? S - 1 : 1][G];
     if constexpr (S > 1) {
         for (int s = 0; s < S - 1; ++s)
             for (int g = 0; g < G; ++g) part[s][g] = _mm512_setzero_si512();
     }
-    // Main loop: S quads per iteration, one into each set of accumulators.
-    for (; q + S <= end; q += S) {
+    int64_t i = 0;
+    for (; i + S <= n; i += S) {
         for (int s = 0; s < S; ++s) {
-            const __m512i w = _mm512_set1_epi32(q[s].w4);
-            const uint8_t* p = panel + static_cast<int64_t>(q[s].kq) * quad_stride;
+            const int32_t* q = rec + (i + s) * stride;
+            const __m512i w = _mm512_set1_epi32(q[woff]);
+            const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
             for (int g = 0; g < G; ++g) {
                 const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
                 if (s == 0)
@@ -108,9 +110,10 @@ inline void row_quads(const Quad* q, const Quad* end, const uint8_t* panel, int6
             }
         }
     }
-    for (; q < end; ++q) {
-        const __m512i w = _mm512_set1_epi32(q->w4);
-        const uint8_t* p = panel + static_cast<int64_t>(q->kq) * quad_stride;
+    for (; i < n; ++i) {
+        const int32_t* q = rec + i * stride;
+        const __m512i w = _mm512_set1_epi32(q[woff]);
+        const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
         for (int g = 0; g < G; ++g)
             acc[g] = _mm512_dpbusd_epi32(acc[g], _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g)), w);
     }
@@ -120,21 +123,56 @@ inline void row_quads(const Quad* q, const Quad* end, const uint8_t* panel, int6
     }
 }
 
+// Both rows of a pair over their shared quads: each activation vector is loaded once and feeds two
+// vpdpbusd (2G independent chains).
+template <int G>
+inline void pair_quads(const int32_t* rec, int64_t n, const uint8_t* panel, int64_t quad_stride, __m512i* acc_a,
+                       __m512i* acc_b) {
+    for (int64_t i = 0; i < n; ++i) {
+        const int32_t* q = rec + 3 * i;
+        const __m512i wa = _mm512_set1_epi32(q[1]), wb = _mm512_set1_epi32(q[2]);
+        const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
+        for (int g = 0; g < G; ++g) {
+            const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
+            acc_a[g] = _mm512_dpbusd_epi32(acc_a[g], a, wa);
+            acc_b[g] = _mm512_dpbusd_epi32(acc_b[g], a, wb);
+        }
+    }
+}
+
 template <int G>
 void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int32_t* accbuf) {
     constexpr int S = G >= 8 ? 1 : (G >= 4 ? 2 : (G >= 2 ? 4 : 8));
     const int64_t quad_stride = tile_tokens * 4;
     for (int64_t kb = 0; kb < w.n_kblocks; ++kb) {
-        const uint32_t* seg = w.seg + (rb * w.n_kblocks + kb) * kRowBlock;
-        for (int64_t r = 0; r < kRowBlock; ++r) {
-            int32_t* out = accbuf + r * tile_tokens;
-            __m512i acc[G];
-            // First K block starts from zero; later ones continue the row's sums kept in L1 scratch.
-            for (int g = 0; g < G; ++g)
-                acc[g] = kb == 0 ? _mm512_setzero_si512()
-                                 : _mm512_load_si512(reinterpret_cast<const void*>(out + 16 * g));
-            row_quads<G, S>(w.quads + seg[r], w.quads + seg[r + 1], tile_panel, quad_stride, acc);
-            for (int g = 0; g < G; ++g) _mm512_store_si512(reinterpret_cast<void*>(out + 16 * g), acc[g]);
+        const int64_t s0 = (rb * w.n_kblocks + kb) * kPairs;
+        for (int64_t pr = 0; pr < kPairs; ++pr) {
+            const int64_t s = s0 + pr;
+            int32_t* out_a = accbuf + 2 * pr * tile_tokens;
+            int32_t* out_b = out_a + tile_tokens;
+            __m512i acc_a[G], acc_b[G];
+            // First K block starts from zero; later ones continue the rows' sums kept in scratch.
+            for (int g = 0; g < G; ++g) {
+                acc_a[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out_a + 16 * g));
+                acc_b[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out_b + 16 * g));
+            }
+            const int32_t* shared = w.shared + 3 * static_cast<int64_t>(w.seg_shared[s]);
+            const int64_t n_shared = static_cast<int64_t>(w.seg_shared[s + 1] - w.seg_shared[s]);
+            const uint32_t* ss = w.seg_single + 2 * s;
+            if constexpr (G >= 4) {
+                pair_quads<G>(shared, n_shared, tile_panel, quad_stride, acc_a, acc_b);
+            } else {  // too few chains for the pair loop to hide vpdpbusd latency: each row on its own
+                row_quads<G, S>(shared, n_shared, 3, 1, tile_panel, quad_stride, acc_a);
+                row_quads<G, S>(shared, n_shared, 3, 2, tile_panel, quad_stride, acc_b);
+            }
+            row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[0]), static_cast<int64_t>(ss[1] - ss[0]), 2, 1,
+                            tile_panel, quad_stride, acc_a);
+            row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[1]), static_cast<int64_t>(ss[2] - ss[1]), 2, 1,
+                            tile_panel, quad_stride, acc_b);
+            for (int g = 0; g < G; ++g) {
+                _mm512_store_si512(reinterpret_cast<void*>(out_a + 16 * g), acc_a[g]);
+                _mm512_store_si512(reinterpret_cast<void*>(out_b + 16 * g), acc_b[g]);
+            }
         }
     }
 }
@@ -163,7 +201,8 @@ void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel,
 
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
                 const int32_t* acc, float* out, float* stage) {
-    // Epilogue: acc is [row][token], out is [token][row]. Per 16 tokens: for each 16 rows, dequantise
+    // Epilogue: acc is [slot][token] (row_slot maps rows to slots), out is [token][row]. Per 16 tokens:
+    // for each 16 rows, dequantise
     // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a
     // small [token][row] staging tile; then copy each token's kRowBlock outputs to out as one
     // contiguous run. Why the staging tile: with N a multiple of 1024 (768 x 4 bytes is not, but
@@ -179,7 +218,8 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
             const int64_t n0 = nb + r0;
             __m512 r[16];
             for (int i = 0; i < 16; ++i) {
-                const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(acc + (r0 + i) * tile_tokens + 16 * g));
+                const int32_t* row = acc + static_cast<int64_t>(w.row_slot[n0 + i]) * tile_tokens;
+                const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
                 r[i] = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
                                        _mm512_set1_ps(w.beta[n0 + i]));
             }

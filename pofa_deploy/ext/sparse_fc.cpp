@@ -51,11 +51,13 @@ struct Prepared {
     std::vector<int8_t> values;  // CSR copy for the portable path
     std::vector<int32_t> indices, row_ptr;
     std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
-    std::vector<Quad> quads;         // VNNI layout, see kernel.hpp
-    std::vector<uint32_t> seg;
+    // VNNI layout, see PackedView in kernel.hpp
+    std::vector<int32_t> shared, single, row_slot;
+    std::vector<uint32_t> seg_shared, seg_single;
 
     PackedView view() const {
-        return PackedView{quads.data(), seg.data(), alpha.data(), beta.data(), K, N, Kq, n_kblocks, kq_block};
+        return PackedView{shared.data(), single.data(), seg_shared.data(), seg_single.data(), row_slot.data(),
+                          alpha.data(),  beta.data(),   K, N, Kq, n_kblocks, kq_block};
     }
 };
 
@@ -163,7 +165,6 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         // the kernel ran no faster, so the loop is bound by loads + vpdpbusd, not by cache misses.
         p->kq_block = 64;
         p->n_kblocks = (p->Kq + p->kq_block - 1) / p->kq_block;
-        const int64_t n_seg = p->n_rblocks * p->n_kblocks * kRowBlock;
         // Group each row's nonzeros into quads (rows are sorted, so a quad's nonzeros are adjacent).
         std::vector<std::vector<Quad>> rows(n_pad);
         for (int64_t n = 0; n < N; ++n) {
@@ -175,22 +176,85 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
                                           (static_cast<uint32_t>(static_cast<uint8_t>(p->values[i])) << (8 * lane)));
             }
         }
-        p->seg.assign(n_seg + 1, 0);
-        p->quads.reserve(nnz);
+        // Pair the rows of each block greedily by shared quads (bitset AND + popcount): the row with
+        // the most quads first, with the unpaired row that shares the most with it. Deterministic.
+        const int64_t words = (p->Kq + 63) / 64;
+        std::vector<uint64_t> bits(static_cast<size_t>(n_pad * words), 0);
+        for (int64_t n = 0; n < n_pad; ++n)
+            for (const Quad& q : rows[n]) bits[n * words + q.kq / 64] |= uint64_t{1} << (q.kq % 64);
+        p->row_slot.assign(n_pad, 0);
+        std::vector<int64_t> pair_rows(static_cast<size_t>(n_pad));  // [rb * kRowBlock + 2p + {0, 1}] = row
+        for (int64_t rb = 0; rb < p->n_rblocks; ++rb) {
+            const int64_t base = rb * kRowBlock;
+            std::vector<int64_t> order(kRowBlock);
+            for (int64_t r = 0; r < kRowBlock; ++r) order[r] = base + r;
+            std::stable_sort(order.begin(), order.end(),
+                             [&](int64_t a, int64_t b) { return rows[a].size() > rows[b].size(); });
+            std::vector<bool> used(static_cast<size_t>(kRowBlock), false);
+            int64_t pr = 0;
+            for (int64_t a : order) {
+                if (used[a - base]) continue;
+                used[a - base] = true;
+                int64_t best = -1, best_shared = -1;
+                for (int64_t b = base; b < base + kRowBlock; ++b) {
+                    if (used[b - base]) continue;
+                    int64_t common = 0;
+                    for (int64_t wd = 0; wd < words; ++wd)
+                        common += __builtin_popcountll(bits[a * words + wd] & bits[b * words + wd]);
+                    if (common > best_shared) best_shared = common, best = b;
+                }
+                used[best - base] = true;
+                pair_rows[base + 2 * pr] = a;
+                pair_rows[base + 2 * pr + 1] = best;
+                p->row_slot[a] = static_cast<int32_t>(2 * pr);
+                p->row_slot[best] = static_cast<int32_t>(2 * pr + 1);
+                ++pr;
+            }
+        }
+        // Streams: per (row block, K block, pair), the shared quads, then row A's own, then row B's own.
+        const int64_t n_seg = p->n_rblocks * p->n_kblocks * kPairs;
+        p->seg_shared.assign(n_seg + 1, 0);
+        p->seg_single.assign(2 * n_seg + 1, 0);
         std::vector<size_t> pos(n_pad, 0);  // next unplaced quad of each row
+        std::vector<int32_t> only_a, only_b;
         int64_t s = 0;
         for (int64_t rb = 0; rb < p->n_rblocks; ++rb) {
             for (int64_t kb = 0; kb < p->n_kblocks; ++kb) {
                 const int32_t kq_end = static_cast<int32_t>((kb + 1) * p->kq_block);
-                for (int64_t r = 0; r < kRowBlock; ++r, ++s) {
-                    const int64_t n = rb * kRowBlock + r;
-                    p->seg[s] = static_cast<uint32_t>(p->quads.size());
-                    auto& row = rows[n];
-                    while (pos[n] < row.size() && row[pos[n]].kq < kq_end) p->quads.push_back(row[pos[n]++]);
+                for (int64_t pr = 0; pr < kPairs; ++pr, ++s) {
+                    const int64_t a = pair_rows[rb * kRowBlock + 2 * pr], b = pair_rows[rb * kRowBlock + 2 * pr + 1];
+                    const auto& qa = rows[a];
+                    const auto& qb = rows[b];
+                    size_t ia = pos[a], ib = pos[b], ea = ia, eb = ib;
+                    while (ea < qa.size() && qa[ea].kq < kq_end) ++ea;
+                    while (eb < qb.size() && qb[eb].kq < kq_end) ++eb;
+                    p->seg_shared[s] = static_cast<uint32_t>(p->shared.size() / 3);
+                    only_a.clear();
+                    only_b.clear();
+                    while (ia < ea || ib < eb) {  // merge the two rows' sorted quad lists
+                        if (ib == eb || (ia < ea && qa[ia].kq < qb[ib].kq)) {
+                            only_a.insert(only_a.end(), {qa[ia].kq, qa[ia].w4});
+                            ++ia;
+                        } else if (ia == ea || qb[ib].kq < qa[ia].kq) {
+                            only_b.insert(only_b.end(), {qb[ib].kq, qb[ib].w4});
+                            ++ib;
+                        } else {
+                            p->shared.insert(p->shared.end(), {qa[ia].kq, qa[ia].w4, qb[ib].w4});
+                            ++ia;
+                            ++ib;
+                        }
+                    }
+                    pos[a] = ea;
+                    pos[b] = eb;
+                    p->seg_single[2 * s] = static_cast<uint32_t>(p->single.size() / 2);
+                    p->single.insert(p->single.end(), only_a.begin(), only_a.end());
+                    p->seg_single[2 * s + 1] = static_cast<uint32_t>(p->single.size() / 2);
+                    p->single.insert(p->single.end(), only_b.begin(), only_b.end());
                 }
             }
         }
-        p->seg[n_seg] = static_cast<uint32_t>(p->quads.size());
+        p->seg_shared[n_seg] = static_cast<uint32_t>(p->shared.size() / 3);
+        p->seg_single[2 * n_seg] = static_cast<uint32_t>(p->single.size() / 2);
         m_prepared = std::move(p);
     });
     return *m_prepared;
