@@ -124,18 +124,45 @@ inline void row_quads(const int32_t* rec, int64_t n, int64_t stride, int64_t wof
 }
 
 // Both rows of a pair over their shared quads: each activation vector is loaded once and feeds two
-// vpdpbusd (2G independent chains).
-template <int G>
+// vpdpbusd. With few token groups, S interleaved partial sums per row keep 2 * G * S >= 8 chains.
+template <int G, int S>
 inline void pair_quads(const int32_t* rec, int64_t n, const uint8_t* panel, int64_t quad_stride, __m512i* acc_a,
                        __m512i* acc_b) {
-    for (int64_t i = 0; i < n; ++i) {
+    __m512i pa[S][G], pb[S][G];
+    for (int s = 0; s < S; ++s)
+        for (int g = 0; g < G; ++g) {
+            pa[s][g] = s == 0 ? acc_a[g] : _mm512_setzero_si512();
+            pb[s][g] = s == 0 ? acc_b[g] : _mm512_setzero_si512();
+        }
+    int64_t i = 0;
+    for (; i + S <= n; i += S) {
+        for (int s = 0; s < S; ++s) {
+            const int32_t* q = rec + 3 * (i + s);
+            const __m512i wa = _mm512_set1_epi32(q[1]), wb = _mm512_set1_epi32(q[2]);
+            const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
+            for (int g = 0; g < G; ++g) {
+                const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
+                pa[s][g] = _mm512_dpbusd_epi32(pa[s][g], a, wa);
+                pb[s][g] = _mm512_dpbusd_epi32(pb[s][g], a, wb);
+            }
+        }
+    }
+    for (; i < n; ++i) {
         const int32_t* q = rec + 3 * i;
         const __m512i wa = _mm512_set1_epi32(q[1]), wb = _mm512_set1_epi32(q[2]);
         const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
         for (int g = 0; g < G; ++g) {
             const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
-            acc_a[g] = _mm512_dpbusd_epi32(acc_a[g], a, wa);
-            acc_b[g] = _mm512_dpbusd_epi32(acc_b[g], a, wb);
+            pa[0][g] = _mm512_dpbusd_epi32(pa[0][g], a, wa);
+            pb[0][g] = _mm512_dpbusd_epi32(pb[0][g], a, wb);
+        }
+    }
+    for (int g = 0; g < G; ++g) {
+        acc_a[g] = pa[0][g];
+        acc_b[g] = pb[0][g];
+        for (int s = 1; s < S; ++s) {
+            acc_a[g] = _mm512_add_epi32(acc_a[g], pa[s][g]);
+            acc_b[g] = _mm512_add_epi32(acc_b[g], pb[s][g]);
         }
     }
 }
@@ -159,12 +186,7 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
             const int32_t* shared = w.shared + 3 * static_cast<int64_t>(w.seg_shared[s]);
             const int64_t n_shared = static_cast<int64_t>(w.seg_shared[s + 1] - w.seg_shared[s]);
             const uint32_t* ss = w.seg_single + 2 * s;
-            if constexpr (G >= 4) {
-                pair_quads<G>(shared, n_shared, tile_panel, quad_stride, acc_a, acc_b);
-            } else {  // too few chains for the pair loop to hide vpdpbusd latency: each row on its own
-                row_quads<G, S>(shared, n_shared, 3, 1, tile_panel, quad_stride, acc_a);
-                row_quads<G, S>(shared, n_shared, 3, 2, tile_panel, quad_stride, acc_b);
-            }
+            pair_quads<G, (G >= 4 ? 1 : (G >= 2 ? 2 : 4))>(shared, n_shared, tile_panel, quad_stride, acc_a, acc_b);
             row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[0]), static_cast<int64_t>(ss[1] - ss[0]), 2, 1,
                             tile_panel, quad_stride, acc_a);
             row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[1]), static_cast<int64_t>(ss[2] - ss[1]), 2, 1,
