@@ -180,6 +180,29 @@ def test_rank2_input_and_bad_kernel_env(ext_lib, tmp_path, monkeypatch):
         _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
 
 
+def test_malformed_compressed_weights_fail_when_read(ext_lib, tmp_path):
+    """The C++ op checks the CSR when the IR is read (not first at inference, where the CPU plugin does
+    not reliably report an exception)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    codes = np.array([[0, 3, 0, -1], [0, 0, 0, 0], [7, 0, 0, 2]], dtype=np.int8)
+    values, indices, row_ptr = sk.to_csr(codes)
+    x = ops.parameter([-1, 4], ov.Type.f32)
+    bad = {"out of range": (values, np.array([1, 4, 0, 3], np.int32), row_ptr),
+           "not strictly increasing": (values, np.array([3, 1, 0, 3], np.int32), row_ptr),
+           "row_ptr": (values, indices, np.array([0, 2, 2, 3], np.int32))}
+    core = _core(ext_lib)
+    for i, (why, (v, idx, ptr)) in enumerate(bad.items()):
+        consts = [ops.constant(a).output(0) for a in (v, idx, ptr, np.ones(3, np.float32), np.zeros(3, np.float32),
+                                                      np.array([-1, 1, -1, 1], np.float32))]
+        node = sk.op_class()([x.output(0), *consts], {"in_features": 4, "out_features": 3, "levels": 256})
+        xml = tmp_path / f"bad{i}.xml"
+        ov.save_model(ov.Model([node.output(0)], [x]), str(xml), compress_to_fp16=False)
+        with pytest.raises(Exception, match=why):
+            core.read_model(str(xml))
+
+
 def test_csr_roundtrip_and_malformed_csr():
     codes = np.array([[0, 3, 0, -1], [0, 0, 0, 0], [7, 0, 0, 2]], dtype=np.int8)
     values, indices, row_ptr = sk.to_csr(codes)

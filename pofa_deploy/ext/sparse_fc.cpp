@@ -11,6 +11,7 @@
 
 #include "kernel.hpp"
 #include "openvino/core/parallel.hpp"
+#include "openvino/op/constant.hpp"
 
 namespace pofa {
 
@@ -27,6 +28,24 @@ using AlignedBytes = std::unique_ptr<uint8_t, AlignedFree>;
 
 AlignedBytes aligned_bytes(size_t n) {
     return AlignedBytes(static_cast<uint8_t*>(::operator new(std::max<size_t>(n, 64), std::align_val_t(64))));
+}
+
+// Why the compressed weights are malformed, or "" when they are a valid CSR of an N x K matrix.
+std::string csr_error(const int32_t* indices, int64_t nnz, const int32_t* row_ptr, int64_t N, int64_t K) {
+    if (row_ptr[0] != 0 || row_ptr[N] != nnz) return "row_ptr must run from 0 to the number of nonzeros";
+    for (int64_t n = 0; n < N; ++n) {
+        if (row_ptr[n] > row_ptr[n + 1]) return "row_ptr decreases at row " + std::to_string(n);
+        for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) {
+            if (indices[i] < 0 || indices[i] >= K) return "a K index is out of range in row " + std::to_string(n);
+            if (i > row_ptr[n] && indices[i] <= indices[i - 1])
+                return "K indices are not strictly increasing in row " + std::to_string(n);
+        }
+    }
+    return "";
+}
+
+std::shared_ptr<ov::op::v0::Constant> constant_input(const ov::Node* node, size_t i) {
+    return ov::as_type_ptr<ov::op::v0::Constant>(node->get_input_node_shared_ptr(i));
 }
 
 }  // namespace
@@ -48,8 +67,6 @@ SparseFullyConnected::Path SparseFullyConnected::choose_path() {
 struct Prepared {
     int64_t K = 0, N = 0, Kq = 0, n_rblocks = 0, n_kblocks = 0, kq_block = 0;
     QuantParams qp{};
-    std::vector<int8_t> values;  // CSR copy for the portable path
-    std::vector<int32_t> indices, row_ptr;
     std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
     // VNNI layout, see PackedView in kernel.hpp
     std::vector<int32_t> shared, single, row_slot;
@@ -81,6 +98,26 @@ void SparseFullyConnected::validate_and_infer_types() {
     for (size_t i = 1; i < N_INPUTS; ++i)
         NODE_VALIDATION_CHECK(this, get_input_partial_shape(i).compatible(fixed[i]), "input ", i, " must have shape ",
                               fixed[i], ", got ", get_input_partial_shape(i));
+    // Check the compressed weights here when they are constants (always, in an IR): a malformed CSR
+    // then fails read_model / compile_model with its reason. (evaluate checks again, but an exception
+    // thrown there is not reliably reported by the CPU plugin, see below.)
+    const auto values = constant_input(this, VALUES), indices = constant_input(this, INDICES);
+    const auto row_ptr = constant_input(this, ROW_PTR), fq = constant_input(this, FQ);
+    if (values && indices && row_ptr && get_input_element_type(INDICES) == ov::element::i32 &&
+        get_input_element_type(ROW_PTR) == ov::element::i32) {
+        const int64_t nnz = static_cast<int64_t>(shape_size(indices->get_shape()));
+        NODE_VALIDATION_CHECK(this, static_cast<int64_t>(shape_size(values->get_shape())) == nnz,
+                              "values and indices differ in length");
+        NODE_VALIDATION_CHECK(this, static_cast<int64_t>(shape_size(row_ptr->get_shape())) == n + 1,
+                              "row_ptr must have out_features + 1 entries");
+        const std::string error = csr_error(indices->get_data_ptr<int32_t>(), nnz, row_ptr->get_data_ptr<int32_t>(), n,
+                                            m_in_features);
+        NODE_VALIDATION_CHECK(this, error.empty(), "malformed compressed weights: ", error);
+    }
+    if (fq && get_input_element_type(FQ) == ov::element::f32 && shape_size(fq->get_shape()) == 4) {
+        const float* f = fq->get_data_ptr<float>();
+        NODE_VALIDATION_CHECK(this, f[1] > f[0], "FakeQuantize input_high must exceed input_low");
+    }
     ov::PartialShape out = get_input_partial_shape(X);
     if (out.rank().is_static()) {
         NODE_VALIDATION_CHECK(this, out.rank().get_length() >= 1, "input 0 must have rank >= 1");
@@ -125,19 +162,11 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         const int64_t nnz = static_cast<int64_t>(tv.get_size());
         OPENVINO_ASSERT(static_cast<int64_t>(ti.get_size()) == nnz, "SparseFullyConnected: values and indices differ in length");
         OPENVINO_ASSERT(static_cast<int64_t>(tr.get_size()) == N + 1, "SparseFullyConnected: row_ptr must have N + 1 entries");
-        p->values.assign(tv.data<const int8_t>(), tv.data<const int8_t>() + nnz);
-        p->indices.assign(ti.data<const int32_t>(), ti.data<const int32_t>() + nnz);
-        p->row_ptr.assign(tr.data<const int32_t>(), tr.data<const int32_t>() + N + 1);
-        // Validate the CSR once, so the kernels can trust every index.
-        OPENVINO_ASSERT(p->row_ptr[0] == 0 && p->row_ptr[N] == nnz, "SparseFullyConnected: row_ptr must run from 0 to nnz");
-        for (int64_t n = 0; n < N; ++n) {
-            OPENVINO_ASSERT(p->row_ptr[n] <= p->row_ptr[n + 1], "SparseFullyConnected: row_ptr is not monotonic at row ", n);
-            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) {
-                OPENVINO_ASSERT(p->indices[i] >= 0 && p->indices[i] < K, "SparseFullyConnected: index out of range in row ", n);
-                OPENVINO_ASSERT(i == p->row_ptr[n] || p->indices[i] > p->indices[i - 1],
-                                "SparseFullyConnected: indices not strictly increasing in row ", n);
-            }
-        }
+        const int8_t* values = tv.data<const int8_t>();
+        const int32_t* indices = ti.data<const int32_t>();
+        const int32_t* row_ptr = tr.data<const int32_t>();
+        const std::string error = csr_error(indices, nnz, row_ptr, N, K);
+        OPENVINO_ASSERT(error.empty(), "SparseFullyConnected: malformed compressed weights: ", error);
         // Activation quantisation and per-row dequantisation constants (double, then rounded once).
         const float* fq = inputs[FQ].data<const float>();
         const double il = fq[0], ih = fq[1], ol = fq[2], oh = fq[3], levels = static_cast<double>(m_levels);
@@ -154,9 +183,13 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         const float* bias = inputs[BIAS].data<const float>();
         for (int64_t n = 0; n < N; ++n) {
             int64_t rowsum = 0;
-            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) rowsum += p->values[i];
+            for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) rowsum += values[i];
             p->alpha[n] = static_cast<float>(static_cast<double>(scale[n]) * step);
             p->beta[n] = static_cast<float>(static_cast<double>(scale[n]) * ol * static_cast<double>(rowsum) + bias[n]);
+        }
+        if (m_path != Path::Vnni) {  // the portable path reads the CSR inputs directly
+            m_prepared = std::move(p);
+            return;
         }
         // VNNI layout. K blocks of 64 quads: for a 128-token tile the block's activations are
         // 64 * 128 * 4 = 32 KiB, which stays in L1 (48 KiB) while the row block's rows walk over it
@@ -168,12 +201,12 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         // Group each row's nonzeros into quads (rows are sorted, so a quad's nonzeros are adjacent).
         std::vector<std::vector<Quad>> rows(n_pad);
         for (int64_t n = 0; n < N; ++n) {
-            for (int32_t i = p->row_ptr[n]; i < p->row_ptr[n + 1]; ++i) {
-                const int32_t kq = p->indices[i] / 4, lane = p->indices[i] % 4;
+            for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) {
+                const int32_t kq = indices[i] / 4, lane = indices[i] % 4;
                 if (rows[n].empty() || rows[n].back().kq != kq) rows[n].push_back(Quad{kq, 0});
                 auto& w4 = rows[n].back().w4;
                 w4 = static_cast<int32_t>(static_cast<uint32_t>(w4) |
-                                          (static_cast<uint32_t>(static_cast<uint8_t>(p->values[i])) << (8 * lane)));
+                                          (static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * lane)));
             }
         }
         // Pair the rows of each block greedily by shared quads (bitset AND + popcount): the row with
@@ -285,7 +318,8 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         constexpr int64_t rows_per_task = 16;
         ov::parallel_for((N + rows_per_task - 1) / rows_per_task, [&](size_t c) {
             const int64_t b = static_cast<int64_t>(c) * rows_per_task;
-            generic_rows(p.values.data(), p.indices.data(), p.row_ptr.data(), p.alpha.data(), p.beta.data(), q.data(),
+            generic_rows(inputs[VALUES].data<const int8_t>(), inputs[INDICES].data<const int32_t>(),
+                         inputs[ROW_PTR].data<const int32_t>(), p.alpha.data(), p.beta.data(), q.data(),
                          M, K, N, b, std::min(N, b + rows_per_task), yd);
         });
         return true;
