@@ -35,7 +35,9 @@ try:
 except ImportError:  # run from a source checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pofa_deploy import bench
+from pofa_deploy import environment
+from pofa_deploy.bench import Api, BenchmarkOptions, Hint, Variant
+from pofa_deploy.bench.run import benchmark
 from pofa_deploy.errors import InputError
 from pofa_deploy.ir import ir_xml
 from pofa_deploy.runtime_config import SPARSE_KEY, read_runtime_config
@@ -59,15 +61,14 @@ def benchmark_app_command() -> list[str]:
 
 def run_ours(folder: Path, *, variant: str, batch: int, seq_len: int, seconds: float, cache_dir: Path | None,
              nthreads: int | None) -> dict[str, float]:
-    options = bench.BenchmarkOptions(model=folder, variants=(bench.Variant(variant),), api=bench.Api.SYNC,
-                                     hint=bench.Hint.LATENCY, shape=f"[{batch},{seq_len}]", time=seconds,
-                                     rounds=1, warmup=1, nthreads=nthreads, cache_dir=cache_dir, quiet=True)
-    result = bench.benchmark(options)
-    entry = result["configs"][0]["results"][variant]
-    return {"median_latency_ms": entry["ov_latency_ms"]["median"],
-            "wall_median_latency_ms": entry["latency_ms"]["median"],
-            "mean_latency_ms": entry["ov_latency_ms"]["mean"], "throughput": entry["throughput"],
-            "iterations": entry["iterations"]}
+    options = BenchmarkOptions(model=folder, variants=(Variant(variant),), api=Api.SYNC, hint=Hint.LATENCY,
+                               shape=f"[{batch},{seq_len}]", time=seconds, rounds=1, warmup=1, nthreads=nthreads,
+                               cache_dir=cache_dir, quiet=True)
+    entry = benchmark(options).configs[0].results[variant]
+    assert entry.ov_latency_ms is not None  # sync OpenVINO variants record OpenVINO's own timer
+    return {"median_latency_ms": entry.ov_latency_ms.median, "wall_median_latency_ms": entry.latency_ms.median,
+            "mean_latency_ms": entry.ov_latency_ms.mean, "throughput": entry.throughput,
+            "iterations": entry.iterations}
 
 
 def run_benchmark_app(folder: Path, *, variant: str, batch: int, seq_len: int, seconds: float,
@@ -142,7 +143,7 @@ def compare(folder: Path, *, seq_len: int = 128, batch: int = 1, seconds: float 
             "repeats": repeats, "tolerance": tolerance, "ours": ours_mean, "benchmark_app": theirs_mean,
             "ratios": ratios, "agree": agree, "runs": {"ours": ours, "benchmark_app": theirs},
             "benchmark_app_command": theirs[0]["command"] if theirs else None,
-            "environment": bench.environment()}
+            "environment": environment.record()}
 
 
 def format_report(rep: dict[str, Any]) -> str:

@@ -36,7 +36,11 @@ try:
 except ImportError:  # a source checkout that is not installed (e.g. a lent machine with only openvino)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pofa_deploy import bench, report
+from pofa_deploy import environment, progress, report
+from pofa_deploy.bench import Api, BenchmarkOptions, Variant, cache_root
+from pofa_deploy.bench import peak as peaks
+from pofa_deploy.bench.result import DEFINITIONS, BenchmarkResult
+from pofa_deploy.bench.run import benchmark
 from pofa_deploy.environment import cpu_model, has_amx
 from pofa_deploy.errors import PofaError
 from pofa_deploy.ir import is_ir
@@ -49,7 +53,7 @@ DEFAULT_ARCHS = ("distilbert-base", "bert-base")
 
 def machine_tag() -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower().replace("(r)", "").replace("(tm)", "")).strip("-")
-    return f"{slug}-{bench.available_cores()}c-{'amx' if has_amx() else 'noamx'}"
+    return f"{slug}-{environment.available_cores()}c-{'amx' if has_amx() else 'noamx'}"
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -59,7 +63,7 @@ def ints(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--work", type=Path, default=bench.cache_root() / "matrix",
+    p.add_argument("--work", type=Path, default=cache_root() / "matrix",
                    help="synthetic checkpoints and IRs, kept between runs (default: ~/.cache/pofa-deploy/matrix)")
     p.add_argument("--archs", default=",".join(DEFAULT_ARCHS), help="synthetic architectures to build")
     p.add_argument("--sparsity", type=float, default=0.9)
@@ -131,24 +135,24 @@ def ir_pairs(args: argparse.Namespace) -> list[tuple[Path, Path | None]]:
     return pairs
 
 
-def summary_rows(run: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def summary_rows(run: BenchmarkResult, name: str) -> list[dict[str, Any]]:
     rows = []
-    for cfg in run["configs"]:
-        for variant, e in cfg["results"].items():
-            sp = e.get("speedup") or {}
-            sparse = e.get("sparse") or {}
-            rows.append({"model": name, "api": run["api"], "batch": cfg["batch"], "seq_len": cfg["seq_len"],
-                         "variant": variant, "median_ms": e["latency_ms"]["median"],
-                         "p99_ms": e["latency_ms"]["p99"], "throughput": e["throughput"],
-                         "baseline": run["baseline"], "speedup_median": sp.get("median"),
-                         "speedup_q1": sp.get("q1"), "speedup_q3": sp.get("q3"),
-                         "peak_share": e.get("peak_share"),
+    for cfg in run.configs:
+        for variant, e in cfg.results.items():
+            sp = e.speedup
+            sparse = e.sparse or {}
+            rows.append({"model": name, "api": run.api, "batch": cfg.batch, "seq_len": cfg.seq_len,
+                         "variant": variant, "median_ms": e.latency_ms.median,
+                         "p99_ms": e.latency_ms.p99, "throughput": e.throughput,
+                         "baseline": run.baseline, "speedup_median": sp.median if sp else None,
+                         "speedup_q1": sp.q1 if sp else None, "speedup_q3": sp.q3 if sp else None,
+                         "peak_share": e.peak_share,
                          "sparse_nodes": sparse.get("sparse_nodes"),
                          "fully_connected": sparse.get("fully_connected")})
     return rows
 
 
-def summary_markdown(matrix: dict[str, Any]) -> str:
+def summary_markdown(matrix: dict[str, Any], runs: list[BenchmarkResult]) -> str:
     env = matrix["environment"]
     lines = [f"# Benchmark matrix {matrix['machine_tag']} {matrix['date']}", "",
              f"- command: `{matrix['command']}`",
@@ -160,7 +164,7 @@ def summary_markdown(matrix: dict[str, Any]) -> str:
              "- speed-up: median of per-round ratios to the baseline [interquartile range of those ratios]",
              ""]
     if matrix.get("peak"):
-        lines += [f"- peak: {report._peak_line(matrix['peak'])}", ""]
+        lines += [f"- peak: {report.peak_line(matrix['peak'])}", ""]
     lines += ["| model | api | batch | seq | variant | median ms | p99 ms | samples/s | speed-up [IQR] "
               "| % peak | sparse FC |", "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in matrix["summary"]:
@@ -172,9 +176,9 @@ def summary_markdown(matrix: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['api']} | {r['batch']} | {r['seq_len']} | {r['variant']} | "
                      f"{report.fmt_ms(r['median_ms'])} | {report.fmt_ms(r['p99_ms'])} | "
                      f"{report.fmt_rate(r['throughput'])} | {speed} | {share} | {sparse} |")
-    notes = sorted({n for run in matrix["runs"] for n in run.get("notes", [])}
-                   | {f"{k}: {v}" for run in matrix["runs"] for k, v in run.get("skipped", {}).items()})
-    sparse_lines = sorted({line for run in matrix["runs"] for line in report._sparse_lines(run)})
+    notes = sorted({n for run in runs for n in run.notes}
+                   | {f"{k}: {v}" for run in runs for k, v in run.skipped.items()})
+    sparse_lines = sorted({line for run in runs for line in report.sparse_lines(run)})
     if sparse_lines:
         lines += ["", "## Sparse kernels", "", *(f"- {s}" for s in sparse_lines)]
     if notes:
@@ -184,7 +188,7 @@ def summary_markdown(matrix: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    say = bench.progress_printer()
+    say = progress.printer()
     settings: dict[str, Any] = dict(QUICK if args.quick else FULL)
     for key in ("seq_len", "batch", "time", "rounds"):
         if getattr(args, key) is not None:
@@ -202,15 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         out = out.with_name(f"{tag}-{date}-{dt.datetime.now():%H%M}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     files_dir = out.with_suffix("")
-    cache = args.cache_dir or bench.cache_root()
-    threads = args.nthreads or bench.available_cores()
+    cache = args.cache_dir or cache_root()
+    threads = args.nthreads or environment.available_cores()
     started = time.perf_counter()
     peak = None
     if not args.no_peak:
-        peak = bench.measure_peak(seconds=args.peak_time, threads=threads, progress=say)
-        peak["cache_file"] = str(bench.save_peak(cache, peak))
-    variants = tuple(bench.Variant(v.strip()) for v in args.variants.split(",")) if args.variants else ()
-    runs: list[dict[str, Any]] = []
+        peak = peaks.measure_peak(seconds=args.peak_time, threads=threads, progress=say)
+        peak["cache_file"] = str(peaks.save_peak(cache, peak))
+    variants = tuple(Variant(v.strip()) for v in args.variants.split(",")) if args.variants else ()
+    runs: list[BenchmarkResult] = []
     summary: list[dict[str, Any]] = []
     for int8, fp32 in pairs:
         name = int8.name[: -len("-int8")] if int8.name.endswith("-int8") else int8.name
@@ -218,15 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             say(f"== {name}, {api}: seq {settings['seq_len']}, batch {settings['batch']}, "
                 f"{settings['time']} s x {settings['rounds']} rounds per variant")
             try:
-                options = bench.BenchmarkOptions(
-                    model=int8, variants=variants, api=bench.Api(api), seq_len=settings["seq_len"],
+                options = BenchmarkOptions(
+                    model=int8, variants=variants, api=Api(api), seq_len=settings["seq_len"],
                     batch=settings["batch"], time=settings["time"], rounds=settings["rounds"], fp32_ir=fp32,
                     nthreads=args.nthreads, cache_dir=cache, output_dir=files_dir / f"{name}-{api}")
-                result = bench.benchmark(options, progress=say)
+                result = benchmark(options, progress=say)
             except PofaError as exc:
                 print(f"run_matrix: {name} {api}: {exc}", file=sys.stderr)
                 return 2
-            result["name"] = name
+            result.name = name
             report.write_all(result, files_dir / f"{name}-{api}", plots=not args.no_plots)
             print(report.format_table(result))
             runs.append(result)
@@ -238,17 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         "machine_tag": tag,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
-        "models": [{"name": r["name"], "int8": r["model"], "api": r["api"]} for r in runs],
-        "environment": bench.environment(),
-        "peak": peak or bench.cached_peak(cache, threads),
-        "definitions": bench.DEFINITIONS,
+        "models": [{"name": r.name, "int8": r.model, "api": r.api} for r in runs],
+        "environment": environment.record(threads=threads),
+        "peak": peak or peaks.cached_peak(cache, threads),
+        "definitions": DEFINITIONS,
         "summary": summary,
-        "runs": runs,
+        "runs": [r.to_dict() for r in runs],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    matrix["environment"]["threads_used"] = threads
     out.write_text(json.dumps(matrix, indent=2, default=str) + "\n")
-    out.with_suffix(".md").write_text(summary_markdown(matrix))
+    out.with_suffix(".md").write_text(summary_markdown(matrix, runs))
     print(f"wrote {out}, {out.with_suffix('.md').name} and per-run files in {files_dir}", file=sys.stderr)
     return 0
 

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pofa_deploy import bench
-from pofa_deploy.environment import cpu_model, has_amx
+from pofa_deploy.bench import Api, Variant
+from pofa_deploy.bench.plan import Source
+from pofa_deploy.bench.runners import OVRunner
+from pofa_deploy.bench.stats import latency_stats, round_ratios, spread
+from pofa_deploy.environment import available_cores, cpu_model, has_amx
 from pofa_deploy.ir import ir_weights, read_model
 from pofa_deploy.runtime_config import read_runtime_config
 
@@ -57,7 +60,7 @@ def main() -> None:
     theirs = Path(tempfile.mkdtemp(prefix="optimum-int8-")) / "ir"
     export_optimum_default(args.checkpoint, theirs, args.task)
     core = ov.Core()
-    threads = bench.available_cores()
+    threads = available_cores()
     latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)}
     sources = {
         "pofa-deploy int8": (args.ours, {**read_runtime_config(args.ours), **latency}),
@@ -65,9 +68,9 @@ def main() -> None:
     }
     runners = {}
     for name, (folder, config) in sources.items():
-        src = bench.Source(bench.Variant.INT8, xml=folder / "openvino_model.xml", config=config)
-        runners[name] = bench.OVRunner(core, src, batch=args.batch, seq_len=args.seq_len, api=bench.Api.SYNC,
-                                       config=config, nireq=None, inputs_folder=args.ours)
+        src = Source(variant=Variant.INT8, xml=folder / "openvino_model.xml", config=config)
+        runners[name] = OVRunner(core, src, batch=args.batch, seq_len=args.seq_len, api=Api.SYNC,
+                                 config=config, nireq=None, inputs_folder=args.ours)
         runners[name].warm(5)
     per_round = args.time / args.rounds
     samples: dict[str, list[list[float]]] = {name: [] for name in runners}
@@ -77,16 +80,16 @@ def main() -> None:
             samples[name].append(list(result.latencies_ms))
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
     medians = {name: [float(np.median(x)) for x in rounds] for name, rounds in samples.items()}
-    ratios = bench.round_ratios(medians["optimum-intel default int8"], medians["pofa-deploy int8"],
-                                higher_is_better=False)
+    ratios = round_ratios(medians["optimum-intel default int8"], medians["pofa-deploy int8"],
+                          higher_is_better=False)
     result = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "threads": threads, "amx": has_amx()},
         "shape": {"batch": args.batch, "seq_len": args.seq_len},
-        "latency_ms": {name: bench.latency_stats([v for x in rounds for v in x]) for name, rounds in samples.items()},
+        "latency_ms": {name: latency_stats([v for x in rounds for v in x]) for name, rounds in samples.items()},
         "speedup_pofa_vs_optimum_default": {"definition": "optimum median / pofa median, per round",
-                                            "per_round": ratios, **bench.spread(ratios)},
+                                            "per_round": ratios, **spread(ratios)},
         "encoder_zeros": {"pofa-deploy int8": encoder_zeros(args.ours / "openvino_model.xml"),
                           "optimum-intel default int8": encoder_zeros(theirs / "openvino_model.xml")},
         "compiled_with": {name: runner.config for name, runner in runners.items()},

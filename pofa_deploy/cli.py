@@ -8,17 +8,22 @@ This module only builds the parser, and turns exceptions into one line of text a
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from . import errors
+from . import __version__, errors
 from .options import add_options, from_namespace, new_parser
 from .outputs import Terminated, terminate_as_exception
 
-# name -> (module, one-line help). Modules are imported only when their command runs, so
-# `pofa-deploy --help` stays fast.
+PROG = "pofa-deploy"
+DESCRIPTION = ("Deploy sparse (Prune Once for All) BERT checkpoints on Intel CPUs with OpenVINO: INT8, every "
+               "zero kept, sparse decompression configured.")
+
+# name -> (module, one-line help). A command's module is imported only when that command runs (or its
+# --help is asked for): `pofa-deploy --help` lists this table without importing torch, openvino or nncf.
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("pofa_deploy.convert", "sparse HF checkpoint -> (NNCF INT8) OpenVINO IR, zeros verified"),
     "inspect": ("pofa_deploy.inspect", "per-layer zero table of a checkpoint folder or an IR"),
@@ -43,14 +48,25 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
-def _parser() -> object:
-    parser = new_parser("pofa-deploy", "Deploy sparse (Prune Once for All) BERT checkpoints on Intel CPUs "
-                                       "with OpenVINO: INT8, every zero kept, sparse decompression configured.")
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named on the command line: the first argument that is not an option (the top level
+    has only -h/--help and --version, which take no value). None when there is none."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser: every command from ``COMMANDS`` is listed, but only ``command``'s module is imported
+    (for its options); the others stay bare sub-parsers. An unknown ``command`` is an InputError."""
+    if command is not None and command not in COMMANDS:
+        raise errors.InputError(f"unknown command {command!r}; choose one of {', '.join(COMMANDS)} "
+                                f"(see {PROG} --help)")
+    parser = new_parser(PROG, DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_options(p, module.OPTIONS)
+        if name == command:
+            add_options(p, importlib.import_module(module_name).OPTIONS)
     return parser
 
 
@@ -64,15 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None, *, debug: bool) -> int:
     try:
-        parser = _parser()
-        args = parser.parse_args(argv)  # type: ignore[attr-defined]
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(command_in(argv))
+        args = parser.parse_args(argv)
         if not args.command:
-            parser.print_help()  # type: ignore[attr-defined]
+            parser.print_help()
             return 2
         module = importlib.import_module(COMMANDS[args.command][0])
         options = from_namespace(module.OPTIONS, args)
         return int(module.main(options) or 0)
-    except SystemExit as exc:  # --help
+    except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
     except (errors.PofaError, KeyboardInterrupt) as exc:
         if debug:

@@ -7,9 +7,10 @@ Data flow, top to bottom:
      (symmetric per-channel i8 weights: an exact zero stays an exact zero), save as FP32/INT8 --
      never FP16-compressed
   4. read the saved IR back, map each weight to its source Linear (ir.py) and compare zero
-     patterns; a single lost zero aborts and leaves nothing at OUT
-  5. choose the sparse-decompression rate, write runtime_config.json, compile with it, compare
-     outputs with PyTorch on held-back samples and record what the CPU plugin actually ran
+     patterns (verify.py); a single lost zero aborts and leaves nothing at OUT
+  5. choose the sparse-decompression rate (sparse_choice.py), write runtime_config.json
+  6. compile with it, compare outputs with PyTorch on held-back samples (verify.py) and record what
+     the CPU plugin actually ran; write pofa_report.json
 All of it happens in a temporary sibling of OUT that is renamed into place only at the end.
 """
 
@@ -20,26 +21,30 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
+from . import environment
 from .checkpoint import Checkpoint, Task, load_checkpoint
-from .errors import CheckpointError, DataError, InputError, SparsityLostError, VerificationError
+from .errors import CheckpointError, DataError, InputError
 from .ir import REPORT_FILE
 from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
-from .sparsity import ZeroCheck, choose_rate, compare, layer_table, totals
+from .progress import Progress, printer, silent
+from .sparsity import choose_rate, is_encoder_linear, layer_table, totals
+from .verify import compare_outputs, verify_zeros, zero_summary
+
+if TYPE_CHECKING:
+    from .sparse_choice import SparseDecision
 
 IR_NAME = "openvino_model"
-Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConvertOptions:
     model: str = option(help="checkpoint folder (safetensors or .bin) or a hub id when online", positional=True)
     output: Path = option(help="output folder (written only when complete)", flags=("-o", "--output"))
@@ -109,34 +114,36 @@ class ConvertReport:
         return asdict(self)
 
 
+class _Laps:
+    """Seconds spent in each phase, for the report's ``seconds``: ``lap(name)`` closes a phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._clock, 3)
+        self._clock = now
+
+
 def convert(options: ConvertOptions, *, progress: Progress | None = None) -> ConvertReport:
     """Convert ``options.model`` into ``options.output``; see the module docstring for the steps."""
-    say = progress or (lambda _msg: None)
+    from .ir import ir_weights, read_model
+    from .runtime import load
+
+    say = progress or silent
     out = Path(options.output)
     sources = {"MODEL": options.model, "--calibration": options.calibration}
     check_writable(out, overwrite=options.overwrite, kind=REPORT_FILE, sources=sources)  # before any slow work
     rate_opt = options.parsed_rate()
-    seconds: dict[str, float] = {}
-    warnings: list[str] = []
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 3)
-        clock = now
+    lap = _Laps()
 
     say("loading and validating the checkpoint")
-    ckpt = load_checkpoint(options.model, task=options.task, trust_remote_code=options.trust_remote_code)
-    if ckpt.tokenizer is None:
-        raise CheckpointError(f"{ckpt.path}: no tokenizer files (tokenizer.json or vocab.txt); save the "
-                              "tokenizer next to the model with tokenizer.save_pretrained")
-    max_len = int(getattr(ckpt.config, "max_position_embeddings", options.seq_len))
-    if options.seq_len > max_len:
-        raise InputError(f"--seq-len {options.seq_len} exceeds the model's max_position_embeddings ({max_len})")
+    ckpt = _load(options)
     source_weights = ckpt.linear_weights()
     source_rows = layer_table(source_weights, eligible_if_int8=True)
-    warnings += _checkpoint_warnings(ckpt, source_rows, int8=options.int8)
+    warnings = _checkpoint_warnings(ckpt, source_rows, int8=options.int8)
     lap("load")
 
     say(f"tokenising calibration data ({options.calibration})")
@@ -144,28 +151,9 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
     lap("calibration_data")
 
     with staged_output(out, overwrite=options.overwrite, kind=REPORT_FILE, sources=sources) as tmp:
-        say("exporting to OpenVINO (optimum-intel)")
-        ov_model = _export(ckpt, tmp / "_export")
-        lap("export")
-        if options.int8:
-            say(f"quantising to INT8 with NNCF ({len(calib)} samples)")
-            ov_model = _quantize(ov_model, calib)
-            lap("quantize")
-        import openvino as ov
-
-        ov.save_model(ov_model, str(tmp / f"{IR_NAME}.xml"), compress_to_fp16=False)
-        shutil.rmtree(tmp / "_export")
-        # The saved config describes the exported model: with --task the head differs from the source's
-        # config (e.g. ...ForSequenceClassification -> ...ForTokenClassification), and evaluate and
-        # optimum-intel read the class from "architectures".
-        ckpt.config.architectures = [type(ckpt.model).__name__]
-        ckpt.config.save_pretrained(str(tmp))
-        ckpt.tokenizer.save_pretrained(str(tmp))
-        lap("save")
+        _write_ir(ckpt, calib, tmp, int8=options.int8, say=say, lap=lap)  # export, quantise, save
 
         say("verifying the zero pattern of the saved IR")
-        from .ir import ir_weights, read_model
-
         weights = ir_weights(read_model(tmp / f"{IR_NAME}.xml"))
         checks = verify_zeros(source_weights, weights)
         ir_rows = layer_table({w.matmul: w.effective for w in weights},
@@ -173,20 +161,10 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
                               quantized_input={w.matmul: w.activation_quantized for w in weights})
         lap("verify")
 
-        from .runtime import load
-        from .runtime_config import PRECISION_KEY, SPARSE_KEY, write_runtime_config
-        from .sparse_choice import decide
-
-        # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise
-        # run it in BF16 and its accuracy and speed would not be FP32's.
-        base_config = {} if options.int8 else {PRECISION_KEY: "f32"}
-        mode, candidate = _rate_candidate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
-        if mode == "auto" and candidate is not None:
-            say(f"timing sparse decompression (rate {candidate:g}) on vs off at seq {options.seq_len}, batch 1 and 8")
-        decision = decide(tmp / f"{IR_NAME}.xml", base_config, mode=mode, rate=candidate, seq_len=options.seq_len)
+        decision = _decide_sparse(tmp, options, rate_opt, ir_rows, warnings=warnings, say=say)
         rate = decision.rate
-        write_runtime_config(tmp, {**base_config, **({SPARSE_KEY: str(rate)} if rate is not None else {})})
         lap("sparse_decision")
+
         say("comparing IR outputs with PyTorch on held-back samples")
         loaded = load(tmp)
         outputs = compare_outputs(ckpt, loaded, held)
@@ -210,18 +188,30 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
             source_layers=[r.to_dict() for r in source_rows],
             ir_layers=[dict(r.to_dict(), meets_rate=bool(rate is not None and r.eligible and r.sparsity >= rate))
                        for r in ir_rows],
-            zero_check=_zero_summary(checks),
+            zero_check=zero_summary(checks),
             outputs_vs_pytorch=outputs,
             sparse_status=status.to_dict(),
             runtime_precision=loaded.precision,
             files={p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
-            seconds=seconds,
+            seconds=lap.seconds,
             warnings=warnings,
-            versions=_versions(),
+            versions=environment.versions(),
         )
         (tmp / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         report.files[REPORT_FILE] = (tmp / REPORT_FILE).stat().st_size
     return report
+
+
+def _load(options: ConvertOptions) -> Checkpoint:
+    """Load and validate the checkpoint; it must have a tokenizer and enough positions for --seq-len."""
+    ckpt = load_checkpoint(options.model, task=options.task, trust_remote_code=options.trust_remote_code)
+    if ckpt.tokenizer is None:
+        raise CheckpointError(f"{ckpt.path}: no tokenizer files (tokenizer.json or vocab.txt); save the "
+                              "tokenizer next to the model with tokenizer.save_pretrained")
+    max_len = int(getattr(ckpt.config, "max_position_embeddings", options.seq_len))
+    if options.seq_len > max_len:
+        raise InputError(f"--seq-len {options.seq_len} exceeds the model's max_position_embeddings ({max_len})")
+    return ckpt
 
 
 def _checkpoint_warnings(ckpt: Checkpoint, rows: list[Any], *, int8: bool) -> list[str]:
@@ -232,7 +222,7 @@ def _checkpoint_warnings(ckpt: Checkpoint, rows: list[Any], *, int8: bool) -> li
         shown = ", ".join(ckpt.newly_initialised[:3])
         warnings.append(f"{len(ckpt.newly_initialised)} weights were not in the checkpoint and were newly "
                         f"initialised ({shown}): this head is untrained for {ckpt.task.value}; fine-tune first")
-    encoder = [r for r in rows if ".layer." in r.name]
+    encoder = [r for r in rows if is_encoder_linear(r.name)]
     t = totals(encoder)
     if encoder and t.sparsity < 0.5:
         warnings.append(f"dense model: its encoder Linears are {t.sparsity:.1%} zeros; converting without "
@@ -253,6 +243,31 @@ def _calibration_feeds(ckpt: Checkpoint, options: ConvertOptions) -> tuple[list[
     n_held = min(options.holdout, len(feeds) // 4) if len(feeds) < wanted else options.holdout
     calib = feeds[: len(feeds) - n_held][: options.samples]
     return calib, feeds[len(feeds) - n_held:]
+
+
+def _write_ir(ckpt: Checkpoint, calib: list[dict[str, np.ndarray]], tmp: Path, *, int8: bool, say: Progress,
+              lap: _Laps) -> None:
+    """Export to ``tmp``, quantise with NNCF when ``int8``, save the IR uncompressed (never FP16), with
+    the config and tokenizer beside it."""
+    import openvino as ov
+
+    say("exporting to OpenVINO (optimum-intel)")
+    ov_model = _export(ckpt, tmp / "_export")
+    lap("export")
+    if int8:
+        say(f"quantising to INT8 with NNCF ({len(calib)} samples)")
+        ov_model = _quantize(ov_model, calib)
+        lap("quantize")
+    ov.save_model(ov_model, str(tmp / f"{IR_NAME}.xml"), compress_to_fp16=False)
+    shutil.rmtree(tmp / "_export")
+    # The saved config describes the exported model: with --task the head differs from the source's
+    # config (e.g. ...ForSequenceClassification -> ...ForTokenClassification), and evaluate and
+    # optimum-intel read the class from "architectures".
+    ckpt.config.architectures = [type(ckpt.model).__name__]
+    ckpt.config.save_pretrained(str(tmp))
+    assert ckpt.tokenizer is not None  # _load refuses a checkpoint without one
+    ckpt.tokenizer.save_pretrained(str(tmp))
+    lap("save")
 
 
 def _export(ckpt: Checkpoint, folder: Path) -> Any:
@@ -297,48 +312,22 @@ def _nncf_output_to_stderr() -> Iterator[None]:
             handler.setStream(stream)
 
 
-def verify_zeros(source: dict[str, np.ndarray], weights: list[Any]) -> list[ZeroCheck]:
-    """Compare every IR weight that maps to a source Linear; raise on any lost zero.
+def _decide_sparse(tmp: Path, options: ConvertOptions, rate_opt: float | str | None, ir_rows: list[Any], *,
+                   warnings: list[str], say: Progress) -> SparseDecision:
+    """Decide the sparse-decompression rate (sparse_choice.decide) and write runtime_config.json."""
+    from .runtime_config import PRECISION_KEY, SPARSE_KEY, write_runtime_config
+    from .sparse_choice import decide
 
-    Raises VerificationError when an encoder Linear cannot be found in the IR (its zeros could not
-    be proven), and SparsityLostError naming the layers when a source zero is not zero in the IR.
-    """
-    checks = []
-    seen = set()
-    for w in weights:
-        if w.source is None or w.source not in source:
-            continue
-        if w.source in seen:  # a weight shared by two MatMuls is checked once
-            continue
-        seen.add(w.source)
-        before = source[w.source]
-        after = w.effective
-        if before.shape != after.shape:
-            raise VerificationError(f"{w.matmul}: IR weight shape {after.shape} does not match source "
-                                    f"{w.source} {before.shape}; cannot verify zeros")
-        checks.append(compare(w.source, before, after))
-    missing = [name for name in source if ".layer." in name and name not in seen]
-    if missing or not checks:
-        raise VerificationError(f"{len(missing)} encoder Linears (e.g. {missing[:1]}) have no matching weight in "
-                                "the IR, so their zeros cannot be proven; the exporter changed layer names")
-    lost = [c for c in checks if c.lost]
-    if lost:
-        worst = max(lost, key=lambda c: c.lost)
-        raise SparsityLostError(f"{sum(c.lost for c in lost)} zeros of the source were lost in {len(lost)} layers "
-                                f"(worst: {worst.name}, {worst.lost} of {worst.zeros_before}); nothing was "
-                                "written. Quantise weights symmetrically (zero point 0) to keep them")
-    return checks
-
-
-def _zero_summary(checks: list[ZeroCheck]) -> dict[str, Any]:
-    return {
-        "layers_checked": len(checks),
-        "zeros_before": sum(c.zeros_before for c in checks),
-        "zeros_after": sum(c.zeros_after for c in checks),
-        "zeros_lost": sum(c.lost for c in checks),
-        "new_zeros_from_rounding": sum(c.new for c in checks),
-        "layers": [c.to_dict() for c in checks],
-    }
+    # An FP32 IR is a baseline: on CPUs with BF16 (AVX512_BF16, AMX) the plugin would otherwise
+    # run it in BF16 and its accuracy and speed would not be FP32's.
+    base_config = {} if options.int8 else {PRECISION_KEY: "f32"}
+    mode, candidate = _rate_candidate(rate_opt, ir_rows, int8=options.int8, warnings=warnings)
+    if mode == "auto" and candidate is not None:
+        say(f"timing sparse decompression (rate {candidate:g}) on vs off at seq {options.seq_len}, batch 1 and 8")
+    decision = decide(tmp / f"{IR_NAME}.xml", base_config, mode=mode, rate=candidate, seq_len=options.seq_len)
+    rate = decision.rate
+    write_runtime_config(tmp, {**base_config, **({SPARSE_KEY: str(rate)} if rate is not None else {})})
+    return decision
 
 
 def _rate_candidate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: bool,
@@ -361,77 +350,10 @@ def _rate_candidate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: b
     return ("off", None) if rate_opt is None else ("given", float(rate_opt))
 
 
-def compare_outputs(ckpt: Checkpoint, loaded: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """IR outputs against PyTorch's on held-back samples: max |diff|, top-1 agreement, cosine."""
-    import torch
-
-    if not feeds:
-        return {"samples": 0, "note": "no held-back samples (--holdout 0)"}
-    per_output: dict[str, dict[str, list[float]]] = {}
-    with torch.inference_mode():
-        for feed in feeds:
-            ov_out = loaded.infer(feed)
-            pt_out = ckpt.model(**{k: torch.from_numpy(v) for k, v in feed.items()
-                                   if k in loaded.input_names})
-            mask = feed["attention_mask"].astype(bool)
-            for name, got in ov_out.items():
-                if not np.all(np.isfinite(got)):
-                    raise VerificationError(f"the converted model produced NaN/Inf for output {name!r} on held-back "
-                                            "calibration samples; the conversion is unusable")
-                ref = getattr(pt_out, name, None)
-                if ref is None:
-                    continue
-                ref = ref.float().numpy()
-                stats = per_output.setdefault(name, {"max_abs_diff": [], "top1": [], "cosine": []})
-                stats["max_abs_diff"].append(float(np.max(np.abs(got - ref))))
-                stats["cosine"].append(_cosine(got, ref))
-                if name != "last_hidden_state":
-                    a, b = got.argmax(-1), ref.argmax(-1)
-                    same = (a == b)[mask] if a.shape == mask.shape else (a == b).ravel()
-                    stats["top1"] += same.astype(float).tolist()
-    summary: dict[str, Any] = {"samples": len(feeds)}
-    for name, s in per_output.items():
-        summary[name] = {
-            "max_abs_diff": round(max(s["max_abs_diff"]), 6),
-            "mean_cosine": round(float(np.mean(s["cosine"])), 6),
-            **({"top1_agreement": round(float(np.mean(s["top1"])), 6)} if s["top1"] else {}),
-        }
-    return summary
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    denom = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denom) if denom else 1.0
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"pofa-deploy": __version__}
-    for pkg in ("openvino", "nncf", "optimum-intel", "transformers", "torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _progress_printer() -> Progress:
-    start = time.perf_counter()
-    step = [0]
-
-    def say(message: str) -> None:
-        step[0] += 1
-        print(f"[{time.perf_counter() - start:6.1f}s] {step[0]}. {message}", file=sys.stderr, flush=True)
-
-    return say
-
-
 def main(options: ConvertOptions) -> int:
     from .tables import conversion_summary
 
-    report = convert(options, progress=_progress_printer())
+    report = convert(options, progress=printer(numbered=True))
     for message in report.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(conversion_summary(report.to_dict(), Path(options.output)))

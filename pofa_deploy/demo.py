@@ -11,7 +11,6 @@ embeddings compared with the FP32 sparse model's on sentences shipped below.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from .checkpoint import Task, load_checkpoint
 from .errors import CheckpointError, InputError
 from .options import at_least, coerce_fields, option
 from .outputs import check_writable, staged_output
+from .progress import Progress, printer, silent
 
 SPARSITY = 0.9
 REPORT = "demo_report.json"  # marks OUT as a demo output (outputs.check_writable)
@@ -56,7 +56,7 @@ SENTENCES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DemoOptions:
     output: Path = option(Path("pofa-demo"), help="folder for the pruned checkpoint, the INT8 IR and the report",
                           flags=("-o", "--output"))
@@ -142,7 +142,7 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
     """Batch-1 latency of dense FP32 PyTorch and the INT8 IR, in interleaved rounds."""
     import torch
 
-    from .bench import interleave, round_ratios, spread
+    from .bench.stats import interleave, round_ratios, spread
     from .inputs import dummy_inputs
     from .runtime import load
 
@@ -159,7 +159,7 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
         request.infer(feed)
 
     variants = {"pytorch-fp32-dense": run_torch, "openvino-int8-sparse": run_ir}
-    # samples[variant][round]: the variants alternate round by round (bench.interleave), so a noisy
+    # samples[variant][round]: the variants alternate round by round (bench.stats.interleave), so a noisy
     # neighbour slows both and the per-round ratio stays honest
     samples: dict[str, list[list[float]]] = {name: [[] for _ in range(options.rounds)] for name in variants}
     with torch.inference_mode():
@@ -183,20 +183,22 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
     }
 
 
-def run_demo(options: DemoOptions, *, say: Any = print) -> dict[str, Any]:
+def run_demo(options: DemoOptions, *, say: Progress = silent) -> dict[str, Any]:
+    """Prune, convert, time and compare (see the module docstring); ``say`` gets one phase line per step
+    and the conversion's own progress as indented detail lines."""
     from .convert import ConvertOptions, convert
 
     check_writable(options.output, overwrite=options.overwrite, kind=REPORT)
     start = time.perf_counter()
     with staged_output(options.output, overwrite=options.overwrite, kind=REPORT) as tmp:
-        say("1/4 pruning all-MiniLM-L6-v2 to 90% zeros per encoder Linear (stand-in for a PoFA checkpoint)")
+        say("pruning all-MiniLM-L6-v2 to 90% zeros per encoder Linear (stand-in for a PoFA checkpoint)")
         prune_minilm(tmp / "pruned-checkpoint")
-        say("2/4 converting to INT8 OpenVINO IR and verifying every zero")
+        say("converting to INT8 OpenVINO IR and verifying every zero")
         report = convert(ConvertOptions(model=str(tmp / "pruned-checkpoint"), output=tmp / "int8-ir", int8=True,
-                                        samples=64, seq_len=options.seq_len), progress=lambda m: say(f"    {m}"))
-        say("3/4 timing dense FP32 PyTorch against the INT8 IR (interleaved)")
+                                        samples=64, seq_len=options.seq_len), progress=lambda m: say(f"  {m.strip()}"))
+        say("timing dense FP32 PyTorch against the INT8 IR (interleaved)")
         timing = latency(minilm_path(), tmp / "int8-ir", options)
-        say("4/4 comparing sentence embeddings")
+        say("comparing sentence embeddings")
         quality = embedding_quality(tmp / "pruned-checkpoint", tmp / "int8-ir", minilm_path())
         result = {
             "model": "all-MiniLM-L6-v2, one-shot magnitude-pruned to 90% per encoder Linear "
@@ -214,10 +216,7 @@ def run_demo(options: DemoOptions, *, say: Any = print) -> dict[str, Any]:
 
 
 def main(options: DemoOptions) -> int:
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    r = run_demo(options, say=say)
+    r = run_demo(options, say=printer(numbered=True))
     out = options.output
     z, lat, q = r["zero_check"], r["latency"], r["embedding_quality"]
     sp = lat["speedup"]

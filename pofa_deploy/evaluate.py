@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .calibration import (
     Example,
     QAExample,
     Recipe,
+    Split,
     encode_qa,
     load_examples,
     pad,
@@ -41,13 +42,14 @@ from .errors import CheckpointError, DataError, InputError
 from .ir import ir_xml, is_int8_ir, is_ir, read_report
 from .metrics import accuracy, agreement, best_answers, binary_f1, paired_difference, squad_scores
 from .options import at_least, coerce_fields, option
+from .progress import Progress, printer, silent
 
 N_BEST = 20
 MAX_ANSWER_LENGTH = 30
 _PRECISION_NAMES = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluateOptions:
     model: str = option(help="PyTorch checkpoint folder, or a folder converted by pofa-deploy convert",
                         positional=True)
@@ -55,9 +57,10 @@ class EvaluateOptions:
     data: str | None = option(None, help="the benchmark's original files: a folder (GLUE train.tsv/dev.tsv, "
                               "MNLI dev_matched.tsv, SQuAD dev-v1.1.json) or one file; without it the hub "
                               "copy is used when the `datasets` library and the network are available")
-    split: str | None = option(None, help="train, dev (MNLI: dev_matched) or dev_mismatched (MNLI); default "
-                               "dev. A --data FILE is read as it is: its name (dev.tsv, train-v1.1.json, ...) "
-                               "gives its split, and --split must agree")
+    split: Split | None = option(None, help="train, dev (MNLI: dev_matched) or dev_mismatched (MNLI); "
+                                 "validation is dev. Default: dev for a --data folder or the hub copy; a --data "
+                                 "FILE is read as it is (its name, dev.tsv, train-v1.1.json, ..., gives its "
+                                 "split) and --split must agree")
     compare: str | None = option(None, help="a second model (checkpoint or converted folder) to run on the "
                                  "same data; adds the share of identical predictions", metavar="OTHER")
     batch_size: int = option(32, help="examples per inference batch")
@@ -98,27 +101,6 @@ class EvalModel:
     def max_length(self) -> int | None:
         value = self.config.get("max_position_embeddings")
         return int(value) if value else None
-
-
-class Progress:
-    """``label: 45% (384/872)`` on one stderr line, updated per batch; silent when not a terminal."""
-
-    def __init__(self, label: str, total: int, *, enabled: bool | None = None, stream: TextIO | None = None):
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.label, self.total, self.done = label, total, 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            pct = 100 * self.done // max(self.total, 1)
-            self.stream.write(f"\r{self.label}: {pct:3d}% ({self.done}/{self.total})")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -260,12 +242,13 @@ def _feed(model: EvalModel, features: Sequence[Feature], idx: list[int]) -> dict
 
 
 def classify(model: EvalModel, examples: Sequence[Example], recipe: Recipe, *, seq_len: int, batch_size: int,
-             progress: Progress) -> list[int]:
+             progress: Progress = silent) -> list[int]:
     """Predicted benchmark label ids, in example order."""
     features = tokenize(model.tokenizer, examples, seq_len=seq_len)
     expected = spec(recipe).num_labels
     mapping = label_map(model.config, recipe)
     predictions = [0] * len(examples)
+    done = 0
     for idx in _batches(features, batch_size):
         logits = _output(model.run(_feed(model, features, idx)), "logits", 0, model.source)
         if logits.ndim != 2 or logits.shape[-1] != expected:
@@ -273,17 +256,18 @@ def classify(model: EvalModel, examples: Sequence[Example], recipe: Recipe, *, s
                              f"{spec(recipe).title} has {expected} labels; evaluate it on its own task")
         for i, label in zip(idx, np.argmax(logits, axis=-1), strict=True):
             predictions[i] = mapping[int(label)] if mapping else int(label)
-        progress.update(len(idx))
+        done += len(idx)
+        progress(_count(done, len(examples), "examples"))
     return predictions
 
 
 def answer(model: EvalModel, examples: Sequence[QAExample], *, seq_len: int, stride: int, batch_size: int,
-           progress: Progress) -> tuple[list[str], int]:
+           progress: Progress = silent) -> tuple[list[str], int]:
     """Predicted answer strings in example order, and the number of context windows scored."""
     qa = encode_qa(model.tokenizer, examples, seq_len=seq_len, stride=stride)
     starts: list[np.ndarray] = [np.zeros(0)] * len(qa)
     ends: list[np.ndarray] = [np.zeros(0)] * len(qa)
-    progress.total = len(qa)  # counted in context windows
+    done = 0
     for idx in _batches(qa.inputs, batch_size):
         out = model.run(_feed(model, qa.inputs, idx))
         s = _output(out, "start_logits", 0, model.source)
@@ -291,10 +275,16 @@ def answer(model: EvalModel, examples: Sequence[QAExample], *, seq_len: int, str
         for row, i in enumerate(idx):
             n = len(qa.offsets[i])
             starts[i], ends[i] = s[row, :n], e[row, :n]
-        progress.update(len(idx))
+        done += len(idx)
+        progress(_count(done, len(qa), "context windows"))
     answers = best_answers([e.context for e in examples], qa.example_index, qa.offsets, starts, ends,
                            n_best=N_BEST, max_answer_length=MAX_ANSWER_LENGTH)
     return answers, len(qa)
+
+
+def _count(done: int, total: int, what: str) -> str:
+    """A detail line for the progress printer (it overwrites the previous one on a terminal)."""
+    return f"  {done}/{total} {what} ({100 * done // max(total, 1)}%)"
 
 
 def score(recipe: Recipe, predictions: Sequence[Any], examples: Sequence[Any]) -> dict[str, float]:
@@ -388,40 +378,49 @@ def _check_squad_v11(where: str, examples: Sequence[QAExample]) -> None:
 
 
 def evaluate_model(model: EvalModel, examples: Sequence[Any], options: EvaluateOptions, *,
-                   progress: bool | None = None) -> tuple[dict[str, Any], list[Any]]:
+                   progress: Progress = silent) -> tuple[dict[str, Any], list[Any]]:
     """One model's scores (and its predictions, for agreement)."""
     recipe = options.task
     if model.max_length is not None and options.seq_len > model.max_length:
         raise InputError(f"--seq-len {options.seq_len} exceeds {model.source}'s max_position_embeddings "
                          f"({model.max_length})")
-    bar = Progress(f"{recipe.value} {model.format} {model.path.name}", len(examples), enabled=progress)
+    progress(f"scoring {model.source} ({model.format}) on {len(examples)} {recipe.value} examples")
     clock = time.perf_counter()
     result: dict[str, Any] = {"model": model.source, "format": model.format, "int8": model.int8,
                               "precision": model.precision}
     predictions: list[Any]
-    try:
-        if spec(recipe).question_answering:
-            predictions, windows = answer(model, examples, seq_len=options.seq_len, stride=options.stride,
-                                          batch_size=options.batch_size, progress=bar)
-            result["windows"] = windows
-        else:
-            predictions = classify(model, examples, recipe, seq_len=options.seq_len,
-                                   batch_size=options.batch_size, progress=bar)
-            mapping = label_map(model.config, recipe)
-            if mapping:
-                result["label_map"] = mapping
-    finally:
-        bar.close()
+    if spec(recipe).question_answering:
+        predictions, windows = answer(model, examples, seq_len=options.seq_len, stride=options.stride,
+                                      batch_size=options.batch_size, progress=progress)
+        result["windows"] = windows
+    else:
+        predictions = classify(model, examples, recipe, seq_len=options.seq_len,
+                               batch_size=options.batch_size, progress=progress)
+        mapping = label_map(model.config, recipe)
+        if mapping:
+            result["label_map"] = mapping
     result["metrics"] = score(recipe, predictions, examples)
     result["seconds"] = round(time.perf_counter() - clock, 2)
+    shown = ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in result["metrics"].items())
+    progress(f"{model.source}: {shown} in {result['seconds']:.1f} s")
     return result, predictions
 
 
-def evaluate(options: EvaluateOptions, *, progress: bool | None = None) -> dict[str, Any]:
+def _progress(progress: Progress | bool | None) -> Progress:
+    if callable(progress):
+        return progress
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return printer() if progress else silent
+
+
+def evaluate(options: EvaluateOptions, *, progress: Progress | bool | None = None) -> dict[str, Any]:
     """Score ``options.model`` (and ``options.compare``) on the benchmark; metrics in percent.
 
-    ``progress``: None shows a progress line when stderr is a terminal, True/False force it.
+    ``progress``: a ``progress.Progress`` callable, or None for the progress printer on stderr when it is
+    a terminal (quiet otherwise), True/False to force the printer on or off.
     """
+    say = _progress(progress)
     recipe = Recipe(options.task)
     split, data = data_source(options)
     examples = load_task_examples(options, split)
@@ -441,9 +440,10 @@ def evaluate(options: EvaluateOptions, *, progress: bool | None = None) -> dict[
         if source is None:
             result[key] = None
             continue
+        say(f"loading {source}")
         model = load_model(source, recipe)
         result["warnings"].extend(w for w in model.warnings if w not in result["warnings"])
-        result[key], preds = evaluate_model(model, examples, options, progress=progress)
+        result[key], preds = evaluate_model(model, examples, options, progress=say)
         predictions.append(preds)
     result["agreement"] = agreement(*predictions) if len(predictions) == 2 else None
     result["difference"] = None

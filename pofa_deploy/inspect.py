@@ -11,7 +11,7 @@ from .options import coerce_fields, option
 from .sparsity import layer_table, totals
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InspectOptions:
     path: str = option(help="checkpoint folder, converted output folder, or an .xml IR", positional=True)
     json: bool = option(False, help="print JSON instead of a table")

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .sparsity import ZeroCheck, compare, magnitude_mask
-from .synth import is_encoder_linear
+from .sparsity import ZeroCheck, compare, is_encoder_linear, magnitude_mask
 
 if TYPE_CHECKING:
     import torch

@@ -99,7 +99,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises InputError instead of printing usage and exiting with 2."""
 
     def error(self, message: str) -> typing.NoReturn:
-        raise InputError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # The CLI prints "PROG: error: MESSAGE"; a sub-command's parser names its command once
+        # ("convert: the following arguments are required: MODEL"), the top level adds nothing.
+        _prog, _, command = self.prog.partition(" ")
+        where = f"{command}: " if command else ""
+        raise InputError(f"{where}{message} (see {self.prog} --help)")
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -123,6 +127,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
         if meta["positional"]:
+            kwargs.setdefault("metavar", shown)  # MODEL, as flag_name() names it in errors
             kwargs["type"] = _converter(tp, shown)
             if f.default is not dataclasses.MISSING:
                 kwargs["nargs"] = "?"

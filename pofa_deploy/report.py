@@ -1,8 +1,9 @@
-"""Presentation only: turn result dicts into a terminal table, JSON, CSV, Markdown and PNG plots.
+"""Presentation only: turn benchmark results into a terminal table, JSON, CSV, Markdown and PNG plots.
 
-Nothing here measures or decides anything; every figure comes from the dicts that ``bench.benchmark``
-returns (and ``benchmarks/run_matrix.py`` collects). matplotlib (Agg backend) is imported only when plots
-are written, and a machine without it simply gets no PNGs (the JSON says so).
+Nothing here measures or decides anything; every figure comes from the ``BenchmarkResult`` that
+``bench.run.benchmark`` returns (and ``benchmarks/run_matrix.py`` collects), read by attribute.
+matplotlib (Agg backend) is imported only when plots are written, and a machine without it simply gets
+no PNGs (the JSON says so).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .tables import format_table as text_table
+
+if TYPE_CHECKING:
+    from .bench.result import BenchmarkResult, ConfigResult, Speedup, VariantResult
 
 JSON_NAME = "benchmark.json"
 CSV_NAME = "benchmark.csv"
@@ -72,19 +76,19 @@ def fmt_share(share: float | None) -> str:
     return "<1%" if share < 0.01 else f"{share:.0%}"
 
 
-def fmt_ratio(speed: dict[str, Any] | None, *, baseline: str, name: str) -> str:
+def fmt_ratio(speed: Speedup | None, *, baseline: str, name: str) -> str:
     if not speed:
         return "-"
     if name == baseline:
         return "1 (baseline)"
-    return f"{speed['median']:.2f}x [{speed['q1']:.2f}-{speed['q3']:.2f}]"
+    return f"{speed.median:.2f}x [{speed.q1:.2f}-{speed.q3:.2f}]"
 
 
 # -- benchmark: terminal --------------------------------------------------------------------------
 
 
-def _sparse_cell(entry: dict[str, Any]) -> str:
-    sp = entry.get("sparse")
+def _sparse_cell(entry: VariantResult) -> str:
+    sp = entry.sparse
     if not sp:
         return ""
     cell = f"{sp['sparse_nodes']}/{sp['fully_connected']}"
@@ -93,94 +97,91 @@ def _sparse_cell(entry: dict[str, Any]) -> str:
     return cell + ("" if sp["amx"] else " (no AMX)")
 
 
-def _config_rows(result: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    pct = result.get("options", {}).get("latency_percentile", 50)
-    sync = result.get("api") == "sync"
+def _config_rows(result: BenchmarkResult, cfg: ConfigResult) -> tuple[list[str], list[list[str]]]:
+    pct = result.options.get("latency_percentile", 50)
+    sync = result.api == "sync"
     header = ["variant", "median ms", "p90 ms", "p99 ms"]
     if pct not in (50, 90, 99):
         header.append(f"p{pct} ms")
     header += ["samples/s", "speed-up [IQR]", "ops/s", "% peak", "sparse FC"]
     rows = []
-    for name, e in cfg["results"].items():
-        lat = e["latency_ms"]
-        row = [name, fmt_ms(lat["median"]), fmt_ms(lat["p90"]), fmt_ms(lat["p99"])]
+    for name, e in cfg.results.items():
+        lat = e.latency_ms
+        row = [name, fmt_ms(lat.median), fmt_ms(lat.p90), fmt_ms(lat.p99)]
         if pct not in (50, 90, 99):
-            row.append(fmt_ms(lat.get(f"p{pct}")))
-        share = e.get("peak_share")
-        row += [fmt_rate(e["throughput"]), fmt_ratio(e.get("speedup"), baseline=result.get("baseline") or "",
-                                                     name=name),
-                fmt_ops(e.get("ops_per_second")), fmt_share(share),
-                _sparse_cell(e)]
+            row.append(fmt_ms(lat.at(pct)))
+        row += [fmt_rate(e.throughput), fmt_ratio(e.speedup, baseline=result.baseline or "", name=name),
+                fmt_ops(e.ops_per_second), fmt_share(e.peak_share), _sparse_cell(e)]
         rows.append(row)
     if not sync:
         header = [h.replace(" ms", " ms*") for h in header]
     return header, rows
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_table(result: BenchmarkResult) -> str:
     """The human summary: one table per (batch, seq_len), then sparse status, skips and notes."""
-    env = result["environment"]
-    opts = result.get("options", {})
+    env = result.environment
+    opts = result.options
     out = io.StringIO()
-    rounds = result["configs"][0]["rounds"] if result["configs"] else 0
+    rounds = result.configs[0].rounds if result.configs else 0
     budget = (f"{opts['niter']} iterations" if opts.get("niter") else f"{(opts.get('time') or 10.0):g} s")
     budget += f" per variant in {rounds} interleaved rounds"
-    out.write(f"pofa-deploy benchmark {result['model']}\n")
-    out.write(f"  {result['api']} API, hint {result.get('hint') or 'default'}, {budget}\n")
+    out.write(f"pofa-deploy benchmark {result.model}\n")
+    out.write(f"  {result.api} API, hint {result.hint or 'default'}, {budget}\n")
     out.write(f"  CPU {env['cpu_model']}: {env['threads_used']} threads of {env['cores_available']} cores, "
               f"AMX {'yes' if env['amx'] else 'no'}, BF16 {'yes' if env['bf16'] else 'no'}"
               f"{', virtual machine' if env.get('hypervisor') else ''}; "
               f"OpenVINO {env['versions'].get('openvino')}\n")
-    synthetic = (result.get("report") or {}).get("synthetic")
+    synthetic = result.report.get("synthetic")
     if synthetic:
         out.write(f"  synthetic {synthetic.get('arch', '')} model ({synthetic.get('sparsity', '?')} sparse): "
                   "speed figures only\n")
-    out.write(f"  speed-up = vs {result.get('baseline')}: median of per-round ratios [interquartile range]\n")
-    for cfg in result["configs"]:
-        out.write(f"\nbatch {cfg['batch']}, seq_len {cfg['seq_len']}\n")
+    out.write(f"  speed-up = vs {result.baseline}: median of per-round ratios [interquartile range]\n")
+    for cfg in result.configs:
+        out.write(f"\nbatch {cfg.batch}, seq_len {cfg.seq_len}\n")
         header, rows = _config_rows(result, cfg)
         out.write(text_table(header, rows, right=range(1, len(header) - 1)) + "\n")
-        if result.get("api") != "sync":
+        if result.api != "sync":
             out.write("  * async: per-request latency from OpenVINO's timer; requests overlap\n")
-        if cfg["results"] and opts.get("pc"):
+        if cfg.results and opts.get("pc"):
             out.write(_perf_counts_text(cfg))
-    sparse_lines = _sparse_lines(result)
-    if sparse_lines:
+    status_lines = sparse_lines(result)
+    if status_lines:
         out.write("\nsparse kernels (read from the runtime graph after warm-up):\n")
-        out.write("".join(f"  {line}\n" for line in sparse_lines))
-    if result.get("skipped"):
+        out.write("".join(f"  {line}\n" for line in status_lines))
+    if result.skipped:
         out.write("\nskipped:\n")
-        out.write("".join(f"  {k}: {v}\n" for k, v in result["skipped"].items()))
-    if result.get("notes"):
+        out.write("".join(f"  {k}: {v}\n" for k, v in result.skipped.items()))
+    if result.notes:
         out.write("\nnotes:\n")
-        out.write("".join(f"  {n}\n" for n in result["notes"]))
-    peak = result.get("peak")
+        out.write("".join(f"  {n}\n" for n in result.notes))
+    peak = result.peak
     if peak:
-        out.write(f"\npeak (cached {peak.get('date', '')}): " + _peak_line(peak) + "\n")
+        out.write(f"\npeak (cached {peak.get('date', '')}): " + peak_line(peak) + "\n")
     return out.getvalue().rstrip() + "\n"
 
 
-def _sparse_lines(result: dict[str, Any]) -> list[str]:
+def sparse_lines(result: BenchmarkResult) -> list[str]:
     """One line per INT8 variant; a shape-specific line only where the status differs between shapes."""
     lines: list[str] = []
     seen: dict[str, str] = {}
-    for cfg in result["configs"]:
-        for name, e in cfg["results"].items():
-            sp = e.get("sparse")
+    for cfg in result.configs:
+        for name, e in cfg.results.items():
+            sp = e.sparse
             if not sp:
                 continue
             if name not in seen:
                 seen[name] = sp["summary"]
                 lines.append(f"{name}: {sp['summary']}")
             elif seen[name] != sp["summary"]:
-                lines.append(f"{name} at batch {cfg['batch']}, seq {cfg['seq_len']}: {sp['summary']}")
+                lines.append(f"{name} at batch {cfg.batch}, seq {cfg.seq_len}: {sp['summary']}")
     return lines
 
 
-def _perf_counts_text(cfg: dict[str, Any]) -> str:
+def _perf_counts_text(cfg: ConfigResult) -> str:
     out = io.StringIO()
-    for name, e in cfg["results"].items():
-        pc = e.get("perf_counts")
+    for name, e in cfg.results.items():
+        pc = e.perf_counts
         if not pc:
             continue
         fc = pc["fully_connected"]
@@ -197,7 +198,7 @@ def _perf_counts_text(cfg: dict[str, Any]) -> str:
 # -- peak ---------------------------------------------------------------------------------------------
 
 
-def _peak_line(peak: dict[str, Any]) -> str:
+def peak_line(peak: dict[str, Any]) -> str:
     parts = []
     for precision in ("int8", "fp32", "bf16"):
         p = peak.get(precision)
@@ -236,32 +237,30 @@ def peak_summary(peak: dict[str, Any]) -> str:
 # -- files ----------------------------------------------------------------------------------------
 
 
-def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    pct = result.get("options", {}).get("latency_percentile", 50)
+def csv_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
+    pct = result.options.get("latency_percentile", 50)
     rows = []
-    for cfg in result["configs"]:
-        for name, e in cfg["results"].items():
-            lat = e["latency_ms"]
-            sp = e.get("speedup") or {}
-            sparse = e.get("sparse") or {}
-            comp = e.get("compiled") or {}
-            ci = sp.get("ci95") or [None, None]
+    for cfg in result.configs:
+        for name, e in cfg.results.items():
+            lat = e.latency_ms
+            sp = e.speedup
+            sparse = e.sparse or {}
+            comp = e.compiled or {}
+            ci = (sp.ci95 if sp else None) or (None, None)
             rows.append({
-                "model": result["model"], "batch": cfg["batch"], "seq_len": cfg["seq_len"], "api": cfg["api"],
-                "variant": name, "baseline": result.get("baseline"), "iterations": e["iterations"],
-                "seconds": e["seconds"], "throughput": e["throughput"],
-                "latency_min_ms": lat["min"], "latency_median_ms": lat["median"],
-                "latency_mean_ms": lat["mean"],
-                "latency_p90_ms": lat["p90"], "latency_p99_ms": lat["p99"], "latency_max_ms": lat["max"],
-                "latency_pN": pct, "latency_pN_ms": lat.get(f"p{pct}"),
-                "ov_latency_median_ms": (e.get("ov_latency_ms") or {}).get("median"),
-                "first_inference_ms": e.get("first_inference_ms"),
-                "speedup_overall": sp.get("overall"), "speedup_median": sp.get("median"),
-                "speedup_q1": sp.get("q1"),
-                "speedup_q3": sp.get("q3"), "speedup_min": sp.get("min"), "speedup_max": sp.get("max"),
+                "model": result.model, "batch": cfg.batch, "seq_len": cfg.seq_len, "api": cfg.api,
+                "variant": name, "baseline": result.baseline, "iterations": e.iterations,
+                "seconds": e.seconds, "throughput": e.throughput,
+                "latency_min_ms": lat.min, "latency_median_ms": lat.median, "latency_mean_ms": lat.mean,
+                "latency_p90_ms": lat.p90, "latency_p99_ms": lat.p99, "latency_max_ms": lat.max,
+                "latency_pN": pct, "latency_pN_ms": lat.at(pct),
+                "ov_latency_median_ms": e.ov_latency_ms.median if e.ov_latency_ms else None,
+                "first_inference_ms": e.first_inference_ms,
+                "speedup_overall": sp.overall if sp else None, "speedup_median": sp.median if sp else None,
+                "speedup_q1": sp.q1 if sp else None, "speedup_q3": sp.q3 if sp else None,
+                "speedup_min": sp.min if sp else None, "speedup_max": sp.max if sp else None,
                 "speedup_ci95_lo": ci[0], "speedup_ci95_hi": ci[1],
-                "ops_per_second": e.get("ops_per_second"), "peak_share": e.get("peak_share"),
-                "peak_precision": e.get("peak_precision"),
+                "ops_per_second": e.ops_per_second, "peak_share": e.peak_share, "peak_precision": e.peak_precision,
                 "precision": comp.get("INFERENCE_PRECISION_HINT", "f32" if name == "pytorch-fp32" else None),
                 "nstreams": comp.get("NUM_STREAMS"),
                 "nthreads": comp.get("INFERENCE_NUM_THREADS", comp.get("torch_num_threads")),
@@ -275,12 +274,12 @@ def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_json(result: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+def write_json(result: BenchmarkResult, path: Path) -> Path:
+    path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return path
 
 
-def write_csv(result: dict[str, Any], path: Path) -> Path:
+def write_csv(result: BenchmarkResult, path: Path) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
@@ -289,12 +288,12 @@ def write_csv(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def markdown(result: dict[str, Any]) -> str:
-    env = result["environment"]
+def markdown(result: BenchmarkResult) -> str:
+    env = result.environment
     v = env["versions"]
     git = env.get("git") or {}
     out = io.StringIO()
-    out.write(f"# Benchmark of `{result['model']}`\n\n")
+    out.write(f"# Benchmark of `{result.model}`\n\n")
     out.write("| | |\n|---|---|\n")
     rows = [
         ("date", env["date"]),
@@ -305,10 +304,10 @@ def markdown(result: dict[str, Any]) -> str:
         ("AMX / BF16", f"{'yes' if env['amx'] else 'no'} / {'yes' if env['bf16'] else 'no'}"),
         ("versions", ", ".join(f"{k} {val}" for k, val in v.items())),
         ("git", f"{git.get('commit', 'unknown')}{' (uncommitted changes)' if git.get('dirty') else ''}"),
-        ("api / hint", f"{result['api']} / {result.get('hint') or 'default'}"),
-        ("baseline", result.get("baseline") or "-"),
+        ("api / hint", f"{result.api} / {result.hint or 'default'}"),
+        ("baseline", result.baseline or "-"),
     ]
-    synthetic = (result.get("report") or {}).get("synthetic")
+    synthetic = result.report.get("synthetic")
     if synthetic:
         rows.append(("model", f"synthetic {synthetic.get('arch', '')}, {synthetic.get('sparsity')} sparse: "
                               "speed figures only"))
@@ -317,25 +316,25 @@ def markdown(result: dict[str, Any]) -> str:
               "of those ratios in brackets (spread across rounds, not a confidence interval); `ci95` in the "
               "JSON is a bootstrap interval. Latency percentiles use the nearest-rank method (as "
               "benchmark_app).\n")
-    for cfg in result["configs"]:
-        out.write(f"\n## batch {cfg['batch']}, seq_len {cfg['seq_len']}\n\n")
+    for cfg in result.configs:
+        out.write(f"\n## batch {cfg.batch}, seq_len {cfg.seq_len}\n\n")
         header, body = _config_rows(result, cfg)
         out.write("| " + " | ".join(header) + " |\n")
         out.write("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|\n")
         out.write("".join("| " + " | ".join(r) + " |\n" for r in body))
-    lines = _sparse_lines(result)
+    lines = sparse_lines(result)
     if lines:
         out.write("\n## Sparse kernels\n\n" + "".join(f"- {line}\n" for line in lines))
-    if result.get("skipped"):
-        out.write("\n## Skipped\n\n" + "".join(f"- {k}: {val}\n" for k, val in result["skipped"].items()))
-    if result.get("notes"):
-        out.write("\n## Notes\n\n" + "".join(f"- {n}\n" for n in result["notes"]))
-    if result.get("peak"):
-        out.write("\n## Peak\n\n" + _peak_line(result["peak"]) + "\n")
+    if result.skipped:
+        out.write("\n## Skipped\n\n" + "".join(f"- {k}: {val}\n" for k, val in result.skipped.items()))
+    if result.notes:
+        out.write("\n## Notes\n\n" + "".join(f"- {n}\n" for n in result.notes))
+    if result.peak:
+        out.write("\n## Peak\n\n" + peak_line(result.peak) + "\n")
     return out.getvalue()
 
 
-def write_markdown(result: dict[str, Any], path: Path) -> Path:
+def write_markdown(result: BenchmarkResult, path: Path) -> Path:
     path.write_text(markdown(result))
     return path
 
@@ -352,27 +351,27 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_latency(result: dict[str, Any], path: Path) -> Path:
+def plot_latency(result: BenchmarkResult, path: Path) -> Path:
     """Box plot per variant and shape from the stored percentiles: box Q1-Q3, line median, whiskers p1-p99."""
     plt = _pyplot()
-    configs = result["configs"]
+    configs = result.configs
     cols = min(4, len(configs))
     rows = (len(configs) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     for ax, cfg in zip(axes.ravel(), configs, strict=False):
-        stats = []
-        for name, e in cfg["results"].items():
-            q = e["latency_quantiles_ms"]
+        stats: list[dict[str, Any]] = []
+        for name, e in cfg.results.items():
+            q = e.latency_quantiles_ms
             stats.append({"label": name, "med": q[50], "q1": q[25], "q3": q[75], "whislo": q[1],
                           "whishi": q[99], "fliers": [q[0], q[100]]})
         ax.bxp(stats, showfliers=True, flierprops={"markersize": 3})
-        ax.set_title(f"batch {cfg['batch']}, seq {cfg['seq_len']}", fontsize=9)
+        ax.set_title(f"batch {cfg.batch}, seq {cfg.seq_len}", fontsize=9)
         ax.set_ylabel("latency (ms)")
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
         _auto_log(ax, [v for st in stats for v in (st["whislo"], st["whishi"])])
     for ax in axes.ravel()[len(configs):]:
         ax.axis("off")
-    fig.suptitle(f"latency per inference ({result['api']}): box Q1-Q3, whiskers p1-p99, dots min/max",
+    fig.suptitle(f"latency per inference ({result.api}): box Q1-Q3, whiskers p1-p99, dots min/max",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -380,23 +379,23 @@ def plot_latency(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def plot_throughput(result: dict[str, Any], path: Path) -> Path:
+def plot_throughput(result: BenchmarkResult, path: Path) -> Path:
     plt = _pyplot()
-    configs = result["configs"]
-    names = list(dict.fromkeys(n for cfg in configs for n in cfg["results"]))
+    configs = result.configs
+    names = list(dict.fromkeys(n for cfg in configs for n in cfg.results))
     width = 0.8 / max(1, len(names))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(configs) * max(1, len(names)) * 0.45 + 2), 3.8))
     for i, name in enumerate(names):
         xs, ys = [], []
         for j, cfg in enumerate(configs):
-            if name in cfg["results"]:
+            if name in cfg.results:
                 xs.append(j + (i - (len(names) - 1) / 2) * width)
-                ys.append(cfg["results"][name]["throughput"])
+                ys.append(cfg.results[name].throughput)
         ax.bar(xs, ys, width=width, label=name)
     ax.set_xticks(range(len(configs)))
-    ax.set_xticklabels([f"b{c['batch']} s{c['seq_len']}" for c in configs], fontsize=8)
+    ax.set_xticklabels([f"b{c.batch} s{c.seq_len}" for c in configs], fontsize=8)
     ax.set_ylabel("samples / s")
-    ax.set_title(f"throughput ({result['api']})", fontsize=10)
+    ax.set_title(f"throughput ({result.api})", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -404,30 +403,30 @@ def plot_throughput(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def plot_speedup(result: dict[str, Any], path: Path) -> Path:
+def plot_speedup(result: BenchmarkResult, path: Path) -> Path:
     plt = _pyplot()
-    configs = result["configs"]
-    baseline = result.get("baseline")
-    batches = sorted({c["batch"] for c in configs})
-    names = [n for n in dict.fromkeys(n for cfg in configs for n in cfg["results"]) if n != baseline]
+    configs = result.configs
+    baseline = result.baseline
+    batches = sorted({c.batch for c in configs})
+    names = [n for n in dict.fromkeys(n for cfg in configs for n in cfg.results) if n != baseline]
     fig, axes = plt.subplots(1, len(batches), figsize=(4.8 * len(batches), 3.6), squeeze=False)
     for ax, batch in zip(axes.ravel(), batches, strict=True):
         for name in names:
-            pts = sorted(((c["seq_len"], c["results"][name]["speedup"]) for c in configs
-                          if c["batch"] == batch and c["results"].get(name, {}).get("speedup")),
+            pts = sorted(((c.seq_len, speed) for c in configs
+                          if c.batch == batch and name in c.results and (speed := c.results[name].speedup)),
                          key=lambda p: p[0])
             if not pts:
                 continue
             xs = [p[0] for p in pts]
-            med = [p[1]["median"] for p in pts]
-            err = [[m - p[1]["q1"] for m, p in zip(med, pts, strict=True)],
-                   [p[1]["q3"] - m for m, p in zip(med, pts, strict=True)]]
+            med = [p[1].median for p in pts]
+            err = [[m - p[1].q1 for m, p in zip(med, pts, strict=True)],
+                   [p[1].q3 - m for m, p in zip(med, pts, strict=True)]]
             ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=name)
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-        _auto_log(ax, [p["results"][n]["speedup"]["median"] for p in configs for n in names
-                       if n in p["results"] and p["results"][n].get("speedup")] + [1.0])
+        _auto_log(ax, [speed.median for p in configs for n in names
+                       if n in p.results and (speed := p.results[n].speedup)] + [1.0])
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({c["seq_len"] for c in configs}))
+        ax.set_xticks(sorted({c.seq_len for c in configs}))
         ax.get_xaxis().set_major_formatter(_plain_formatter())
         ax.set_xlabel("sequence length")
         ax.set_ylabel(f"speed-up vs {baseline}")
@@ -457,8 +456,8 @@ def _plain_formatter() -> Any:
     return fmt
 
 
-def write_plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    if not result.get("configs"):
+def write_plots(result: BenchmarkResult, out_dir: Path) -> dict[str, Path]:
+    if not result.configs:
         return {}
     return {
         "latency": plot_latency(result, out_dir / PLOT_NAMES["latency"]),
@@ -467,7 +466,7 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     }
 
 
-def write_all(result: dict[str, Any], out_dir: Path, *, plots: bool = True) -> dict[str, Path]:
+def write_all(result: BenchmarkResult, out_dir: Path, *, plots: bool = True) -> dict[str, Path]:
     """benchmark.json / .csv / .md and (unless ``plots`` is False or matplotlib is missing) the PNGs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -476,9 +475,9 @@ def write_all(result: dict[str, Any], out_dir: Path, *, plots: bool = True) -> d
         try:
             files.update(write_plots(result, out_dir))
         except ImportError:
-            result.setdefault("notes", []).append("matplotlib is not installed: no plots were written")
+            result.notes.append("matplotlib is not installed: no plots were written")
     files["csv"] = write_csv(result, out_dir / CSV_NAME)
     files["markdown"] = write_markdown(result, out_dir / MD_NAME)
-    result["files"] = {k: str(p) for k, p in files.items()} | {"json": str(out_dir / JSON_NAME)}
+    result.files = {k: str(p) for k, p in files.items()} | {"json": str(out_dir / JSON_NAME)}
     files["json"] = write_json(result, out_dir / JSON_NAME)
     return files

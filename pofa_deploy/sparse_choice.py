@@ -115,7 +115,7 @@ def decide(xml: Path, base_config: dict[str, str], *, mode: str, rate: float | N
 
 def _time_pair(req_on: Any, req_off: Any, feed: dict[str, Any], batch: int, seq_len: int, *,
                rounds: int, round_s: float) -> PairTiming:
-    from .bench import round_ratios, spread
+    from .bench.stats import round_ratios, spread
 
     for req in (req_on, req_off):
         for _ in range(WARMUP):

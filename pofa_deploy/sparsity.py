@@ -21,6 +21,13 @@ SPARSE_DIM_MULTIPLE = 64
 MIN_USEFUL_SPARSITY = 0.5
 
 
+def is_encoder_linear(name: str) -> bool:
+    """The one rule for "is this an encoder Linear": the Linears PoFA prunes (attention and feed-forward
+    inside each transformer layer) are those whose module path has a ``.layer.`` component; embeddings,
+    pooler and task heads are not. ``name`` is a module path, a weight's source name or an IR layer."""
+    return ".layer." in name
+
+
 def shape_eligible(shape: Iterable[int]) -> bool:
     dims = tuple(int(d) for d in shape)
     return len(dims) == 2 and all(d > 0 and d % SPARSE_DIM_MULTIPLE == 0 for d in dims)

@@ -22,6 +22,7 @@ from .checkpoint import TASK_CLASSES, Task
 from .errors import InputError
 from .options import at_least, coerce_fields, option
 from .outputs import staged_output
+from .sparsity import is_encoder_linear, magnitude_mask
 
 # written by the synth command; marks OUT as a synth output (outputs.check_writable)
 REPORT = "synth_report.json"
@@ -37,7 +38,7 @@ class Arch(StrEnum):
     TINY_BERT = "tiny-bert"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SynthOptions:
     output: Path = option(help="output checkpoint folder", flags=("-o", "--output"))
     arch: Arch = option(Arch.DISTILBERT_BASE, help="layer shapes to reproduce")
@@ -95,11 +96,6 @@ def _arch_class(model_type: str, task: Task) -> str:
     return prefix + suffix
 
 
-def is_encoder_linear(name: str) -> bool:
-    """Encoder Linears are the ones PoFA prunes: attention and feed-forward inside each layer."""
-    return ".layer." in name
-
-
 def sparsify_(model: Any, sparsity: float, *, seed: int, magnitude: bool = False) -> dict[str, int]:
     """Zero exactly round(sparsity * size) entries of every encoder Linear weight, in place.
 
@@ -107,8 +103,6 @@ def sparsify_(model: Any, sparsity: float, *, seed: int, magnitude: bool = False
     seeded random mask. Returns zeros per layer.
     """
     import torch
-
-    from .sparsity import magnitude_mask
 
     rng = np.random.default_rng(seed)
     zeros = {}

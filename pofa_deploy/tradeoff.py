@@ -2,7 +2,7 @@
 
 A "model set" is one trained checkpoint plus its OpenVINO FP32 and INT8 folders. For each set this
 module scores all three on the task's dev split (evaluate.py) and times them in one interleaved
-benchmark run (bench.py): latency at batch 1 (sync) and throughput at a larger batch (async).
+benchmark run (pofa_deploy.bench): latency at batch 1 (sync) and throughput at a larger batch (async).
 The notebook and benchmarks/reference/collect.py both call ``measure`` and ``plot``, so no logic
 lives only in a notebook.
 """
@@ -44,8 +44,9 @@ class Point:
 
 def _encoder_sparsity(folder: Path) -> float:
     from .inspect import inspect_path
+    from .sparsity import is_encoder_linear
 
-    layers = [r for r in inspect_path(folder)["layers"] if ".layer." in r["name"]]
+    layers = [r for r in inspect_path(folder)["layers"] if is_encoder_linear(r["name"])]
     zeros = sum(r["zeros"] for r in layers)
     size = sum(r["size"] for r in layers)
     return zeros / size if size else 0.0
@@ -53,7 +54,9 @@ def _encoder_sparsity(folder: Path) -> float:
 
 def measure(sets: list[ModelSet], *, task: str, data: str, seq_len: int = 128, throughput_batch: int = 8,
             seconds: float = 10.0, rounds: int = 5, limit: int | None = None) -> list[Point]:
-    from .bench import Api, BenchmarkOptions, Variant, benchmark
+    from .bench import Api, BenchmarkOptions, Variant
+    from .bench.run import benchmark
+    from .calibration import Recipe
     from .evaluate import EvaluateOptions, evaluate
 
     points = []
@@ -61,8 +64,8 @@ def measure(sets: list[ModelSet], *, task: str, data: str, seq_len: int = 128, t
         folders = {"PyTorch FP32": s.checkpoint, "OpenVINO FP32": s.ov_fp32, "OpenVINO INT8": s.ov_int8}
         accuracy = {}
         for runtime, folder in folders.items():
-            result = evaluate(EvaluateOptions(model=str(folder), task=task, data=data, seq_len=seq_len, limit=limit),
-                              progress=False)
+            options = EvaluateOptions(model=str(folder), task=Recipe(task), data=data, seq_len=seq_len, limit=limit)
+            result = evaluate(options, progress=False)
             accuracy[runtime] = float(result["model"]["metrics"]["accuracy"])
         variants = tuple(Variant(v) for v in RUNTIMES.values())
         common: dict[str, Any] = {"model": s.ov_int8, "variants": variants, "fp32_ir": s.ov_fp32, "seq_len": (seq_len,),
@@ -71,16 +74,17 @@ def measure(sets: list[ModelSet], *, task: str, data: str, seq_len: int = 128, t
         thr = benchmark(BenchmarkOptions(**common, batch=(throughput_batch,), api=Api.ASYNC))
         sparsity = _encoder_sparsity(s.checkpoint)
         for runtime, variant in RUNTIMES.items():
-            lat = sync["configs"][0]["results"][variant]
-            ratio = lat["speedup"]
-            quartiles = lat["latency_quantiles_ms"]
+            lat = sync.configs[0].results[variant]
+            ratio = lat.speedup
+            assert ratio is not None  # pytorch-fp32 ran: it is the baseline
+            quartiles = lat.latency_quantiles_ms
             points.append(Point(
                 model=s.name, runtime=runtime, sparsity=sparsity, accuracy=accuracy[runtime],
-                latency_ms=float(lat["latency_ms"]["median"]),
+                latency_ms=float(lat.latency_ms.median),
                 latency_iqr_ms=(float(quartiles[25]), float(quartiles[75])),
-                throughput=float(thr["configs"][0]["results"][variant]["throughput"]),
-                speedup_vs_pytorch=float(ratio["median"]),
-                speedup_iqr=(float(ratio["q1"]), float(ratio["q3"])),
+                throughput=float(thr.configs[0].results[variant].throughput),
+                speedup_vs_pytorch=float(ratio.median),
+                speedup_iqr=(float(ratio.q1), float(ratio.q3)),
             ))
     return points
 

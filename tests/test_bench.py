@@ -1,5 +1,6 @@
-"""pofa-deploy benchmark: statistics, interleaving, every variant on a tiny model, sparse status, files,
-peak, bad input. Durations are a few iterations: these tests check behaviour, never speed."""
+"""pofa-deploy benchmark on a tiny converted model: every variant interleaved, ratios, sparse status, files,
+peak, the crash probe, bad input. Durations are a few iterations: these tests check behaviour, never speed.
+The parts that need no model (statistics, shapes, FLOPs, the JSON types) are in test_bench_stats.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import dataclasses
 import importlib.util
 import io
 import json
-import math
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,22 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pofa_deploy import bench, cli
-from pofa_deploy.bench import (
-    BenchmarkOptions,
-    Variant,
-    bootstrap_ratio_ci,
-    graph_flops,
-    interleave,
-    latency_stats,
-    parse_shape,
-    percentile,
-    quantiles,
-    round_ratios,
-    split_budget,
-    spread,
-)
-from pofa_deploy.environment import has_amx
+from pofa_deploy import cli, environment
+from pofa_deploy.bench import DEFAULT_PEAK_SHAPE, BenchmarkOptions, Variant, runners
+from pofa_deploy.bench import peak as peaks
+from pofa_deploy.bench import plan as planning
+from pofa_deploy.bench.result import SCHEMA, BenchmarkResult
+from pofa_deploy.bench.run import benchmark
+from pofa_deploy.environment import available_cores, bf16_supported, cpu_model, has_amx, physical_cores
 from pofa_deploy.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,96 +34,6 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(["benchmark", *args])
     return code, out.getvalue(), err.getvalue()
-
-
-# -- statistics on hand-made samples -----------------------------------------------------------------
-
-
-def test_percentile_is_nearest_rank_like_benchmark_app() -> None:
-    values = [float(v) for v in range(1, 11)]  # 1..10
-    assert percentile(values, 50) == 5.0
-    assert percentile(values, 90) == 9.0
-    assert percentile(values, 91) == 10.0
-    assert percentile(values, 1) == 1.0
-    assert percentile(values, 100) == 10.0
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # sorts first
-    rng = np.random.default_rng(0)
-    sample = sorted(rng.exponential(size=97).tolist())
-    for p in (1, 25, 50, 90, 99, 100):  # benchmark_app: values[ceil(len * p / 100) - 1]
-        assert percentile(sample, p) == sample[math.ceil(len(sample) * p / 100) - 1]
-    assert quantiles(sample, [0, 50, 100]) == [sample[0], percentile(sample, 50), sample[-1]]
-    with pytest.raises(ValueError):
-        percentile([], 50)
-
-
-def test_latency_stats() -> None:
-    stats = latency_stats([4.0, 1.0, 3.0, 2.0, 10.0], extra_percentile=80)
-    assert stats["count"] == 5
-    assert (stats["min"], stats["median"], stats["max"]) == (1.0, 3.0, 10.0)
-    assert stats["mean"] == pytest.approx(4.0)
-    assert stats["p90"] == 10.0 and stats["p99"] == 10.0
-    assert stats["p80"] == 4.0
-    assert stats["std"] == pytest.approx(float(np.std([4, 1, 3, 2, 10], ddof=1)))
-
-
-def test_round_ratios_and_their_spread() -> None:
-    # sync: baseline latency / variant latency, round by round
-    per = round_ratios([10.0, 20.0, 30.0, 12.0], [5.0, 10.0, 10.0, 6.0], higher_is_better=False)
-    assert per == [2.0, 2.0, 3.0, 2.0]
-    s = spread(per)
-    assert s == {"median": 2.0, "q1": 2.0, "q3": 2.25, "min": 2.0, "max": 3.0, "rounds": 4}
-    # async: variant throughput / baseline throughput
-    assert round_ratios([100.0, 50.0], [300.0, 100.0], higher_is_better=True) == [3.0, 2.0]
-    with pytest.raises(ValueError):
-        round_ratios([1.0], [1.0, 2.0], higher_is_better=True)
-
-
-def test_bootstrap_interval_brackets_the_true_ratio() -> None:
-    rng = np.random.default_rng(1)
-    base = (10.0 + rng.normal(0, 0.5, size=400)).tolist()
-    fast = (5.0 + rng.normal(0, 0.25, size=400)).tolist()
-    lo, hi = bootstrap_ratio_ci(base, fast, reps=300)
-    assert lo < 2.0 < hi
-    assert hi - lo < 0.2
-
-
-def test_interleaving_order_and_budget_split() -> None:
-    assert interleave(["A", "B", "C"], 2) == [(0, "A"), (0, "B"), (0, "C"), (1, "A"), (1, "B"), (1, "C")]
-    assert split_budget(7, 3) == [3, 2, 2]
-    assert sum(split_budget(100, 7)) == 100
-
-
-def test_parse_shape() -> None:
-    assert parse_shape("[1,128]") == (1, 128)
-    assert parse_shape("input_ids[8,64],attention_mask[8,64]") == (8, 64)
-    for bad in ("[1,128,3]", "1,128", "input_ids[1,128],attention_mask[1,64]", "[0,16]", "[1,?]"):
-        with pytest.raises(InputError, match="-shape"):
-            parse_shape(bad)
-
-
-def test_graph_flops_counts_linear_and_attention() -> None:
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    x = ops.parameter([2, 8, 16], ov.Type.f32, name="x")
-    w = ops.constant(np.ones((32, 16), dtype=np.float32))
-    lin = ops.matmul(x, w, False, True)  # [2,8,32]: 2*(2*8*32)*16
-    q = ops.parameter([1, 2, 4, 8], ov.Type.f32, name="q")
-    att = ops.scaled_dot_product_attention(q, q, q, causal=False)  # 2*2*4*4*8 (QK^T) + same (xV)
-    act = ops.matmul(q, q, False, True)  # activation x activation: [1,2,4,4] = 2*(2*4*4)*8
-    model = ov.Model([ops.result(lin), ops.result(att), ops.result(act)], [x, q])
-    flops = graph_flops(model)
-    assert flops["linear"] == 2 * (2 * 8 * 32) * 16
-    assert flops["attention"] == 2 * 2 * 4 * 4 * 8 * 2 + 2 * (2 * 4 * 4) * 8
-    assert flops["total"] == flops["linear"] + flops["attention"]
-
-
-def test_bench_imports_neither_torch_nor_nncf() -> None:
-    code = ("import sys, pofa_deploy.bench, pofa_deploy.report; "
-            "bad = [m for m in ('torch', 'nncf', 'transformers', 'matplotlib') if m in sys.modules]; "
-            "print(*bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # -- a tiny converted model, benchmarked once for the tests below ------------------------------------
@@ -168,71 +68,92 @@ def full_run(int8_dir: Path, cache_dir: Path, peak_run: tuple[int, str, str],
                                    "--seq-len", "32", "-b", "1,2", "-pc", "--cache-dir", str(cache_dir),
                                    "--output-dir", str(out))
     assert code == 0, stderr
-    return {"out": out, "stdout": stdout, "stderr": stderr,
-            "result": json.loads((out / "benchmark.json").read_text())}
+    raw = json.loads((out / "benchmark.json").read_text())
+    return {"out": out, "stdout": stdout, "stderr": stderr, "raw": raw, "result": BenchmarkResult.from_dict(raw)}
 
 
 ALL = ["pytorch-fp32", "ov-fp32", "ov-bf16", "int8", "int8-sparse"]
 
 
 def test_every_variant_runs_interleaved(full_run: dict[str, Any]) -> None:
-    result = full_run["result"]
-    expected = [v for v in ALL if v != "ov-bf16" or bench.bf16_supported()]
-    assert [(c["batch"], c["seq_len"]) for c in result["configs"]] == [(1, 32), (2, 32)]
-    for cfg in result["configs"]:
-        assert list(cfg["results"]) == expected
+    result: BenchmarkResult = full_run["result"]
+    expected = [v for v in ALL if v != "ov-bf16" or bf16_supported()]
+    assert [(c.batch, c.seq_len) for c in result.configs] == [(1, 32), (2, 32)]
+    for cfg in result.configs:
+        assert list(cfg.results) == expected
         # A B C A B C ...: every round runs every variant once, in the same order
-        assert [s["variant"] for s in cfg["schedule"]] == expected * 3
-        assert [s["round"] for s in cfg["schedule"]] == [r for r in range(3) for _ in expected]
-        starts = [s["start_s"] for s in cfg["schedule"]]
+        assert [s.variant for s in cfg.schedule] == expected * 3
+        assert [s.round for s in cfg.schedule] == [r for r in range(3) for _ in expected]
+        starts = [s.start_s for s in cfg.schedule]
         assert starts == sorted(starts)
-        for name, e in cfg["results"].items():
-            assert e["iterations"] == 6, name  # -niter 6 over 3 rounds
-            assert [r["iterations"] for r in e["rounds_detail"]] == [2, 2, 2]
-            assert e["throughput"] > 0 and e["latency_ms"]["median"] > 0
-            assert e["latency_ms"]["min"] <= e["latency_ms"]["median"] <= e["latency_ms"]["max"]
-            assert e["flops"]["total"] > e["flops"]["linear"] > 0
-        assert cfg["results"]["ov-fp32"]["compiled"]["INFERENCE_PRECISION_HINT"] == "f32"
-        if "ov-bf16" in cfg["results"]:
-            assert cfg["results"]["ov-bf16"]["compiled"]["INFERENCE_PRECISION_HINT"] == "bf16"
-        assert "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" in cfg["results"]["int8-sparse"]["compiled"]
-        assert cfg["results"]["int8"]["compiled"]["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] == "1.0"  # off
-    if not bench.bf16_supported():
-        assert "avx512_bf16" in result["skipped"]["ov-bf16"]
-    assert "tokenised" in result["configs"][0]["results"]["int8"]["inputs"]
+        for name, e in cfg.results.items():
+            assert e.iterations == 6, name  # -niter 6 over 3 rounds
+            assert [r.iterations for r in e.rounds_detail] == [2, 2, 2]
+            assert e.throughput > 0 and e.latency_ms.median > 0
+            assert e.latency_ms.min <= e.latency_ms.median <= e.latency_ms.max
+            assert e.flops is not None and e.flops.total > e.flops.linear > 0
+        assert cfg.results["ov-fp32"].compiled["INFERENCE_PRECISION_HINT"] == "f32"
+        if "ov-bf16" in cfg.results:
+            assert cfg.results["ov-bf16"].compiled["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" in cfg.results["int8-sparse"].compiled
+        assert cfg.results["int8"].compiled["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] == "1.0"  # off
+    if not bf16_supported():
+        assert "avx512_bf16" in result.skipped["ov-bf16"]
+    assert "tokenised" in (result.configs[0].results["int8"].inputs or "")
+
+
+def test_json_keeps_its_schema_and_reads_back(full_run: dict[str, Any]) -> None:
+    """benchmark.json is exactly the typed result's to_dict(), and reading it back loses nothing."""
+    raw = full_run["raw"]
+    assert raw["schema"] == SCHEMA == "pofa-deploy-benchmark/1"
+    assert full_run["result"].to_dict() == raw
+    assert list(raw) == ["schema", "environment", "definitions", "peak", "kind", "model", "report", "options",
+                         "api", "hint", "baseline", "variants", "skipped", "notes", "configs", "seconds", "files"]
+    cfg = raw["configs"][0]
+    assert list(cfg) == ["batch", "seq_len", "api", "rounds", "results", "schedule", "skipped"]
+    assert list(cfg["results"]["int8-sparse"])[:6] == ["first_inference_ms", "compiled", "flops", "inputs", "sparse",
+                                                       "perf_counts"]
+    assert "inputs" not in cfg["results"]["pytorch-fp32"] and "ov_latency_ms" not in cfg["results"]["pytorch-fp32"]
+    assert set(cfg["results"]["int8"]["latency_ms"]) == {"count", "min", "median", "mean", "p90", "p99", "max",
+                                                         "std", "p50"}
+    with pytest.raises(ValueError, match="pofa-deploy-benchmark/1"):
+        BenchmarkResult.from_dict(dict(raw, schema="something-else/1"))
 
 
 def test_ratios_to_the_pytorch_baseline(full_run: dict[str, Any]) -> None:
-    result = full_run["result"]
-    assert result["baseline"] == "pytorch-fp32"
-    assert "speedup.median_iqr_min_max" in result["definitions"]
-    for cfg in result["configs"]:
-        for name, e in cfg["results"].items():
-            s = e["speedup"]
-            assert len(s["per_round"]) == 3
-            assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+    result: BenchmarkResult = full_run["result"]
+    assert result.baseline == "pytorch-fp32"
+    assert "speedup.median_iqr_min_max" in result.definitions
+    for cfg in result.configs:
+        for name, e in cfg.results.items():
+            s = e.speedup
+            assert s is not None
+            assert len(s.per_round) == 3
+            assert s.min <= s.q1 <= s.median <= s.q3 <= s.max
             if name != "pytorch-fp32":
-                lo, hi = s["ci95"]
+                assert s.ci95 is not None
+                lo, hi = s.ci95
                 assert 0 < lo <= hi
-                expected = cfg["results"]["pytorch-fp32"]["latency_ms"]["median"] / e["latency_ms"]["median"]
-                assert s["overall"] == pytest.approx(expected)
+                expected = cfg.results["pytorch-fp32"].latency_ms.median / e.latency_ms.median
+                assert s.overall == pytest.approx(expected)
 
 
 def test_sparse_status_is_read_from_the_runtime_graph(full_run: dict[str, Any]) -> None:
-    result = full_run["result"]
-    for cfg in result["configs"]:
-        if "int8-sparse" in cfg["skipped"]:  # only where the plugin's sparse path crashed in the child probe
-            assert has_amx() and "OpenVINO" in cfg["skipped"]["int8-sparse"]
+    result: BenchmarkResult = full_run["result"]
+    for cfg in result.configs:
+        if "int8-sparse" in cfg.skipped:  # only where the plugin's sparse path crashed in the child probe
+            assert has_amx() and "OpenVINO" in cfg.skipped["int8-sparse"]
             continue
-        sparse = cfg["results"]["int8-sparse"]["sparse"]
-        dense = cfg["results"]["int8"]["sparse"]
-        shape = [cfg["batch"], cfg["seq_len"]]
+        sparse = cfg.results["int8-sparse"].sparse
+        dense = cfg.results["int8"].sparse
+        assert sparse is not None and dense is not None
+        shape = [cfg.batch, cfg.seq_len]
         assert sparse["measured"] and dense["measured"] and sparse["shape"] == dense["shape"] == shape
         assert sparse["requested_rate"] is not None and dense["requested_rate"] is None
         assert sparse["fully_connected"] == dense["fully_connected"] > 0
         assert 0 < sparse["eligible_meeting_rate"] <= sparse["eligible_weights"]
         assert dense["effect"] == "off" and dense["sparse_nodes"] == 0
-        assert "pytorch-fp32" not in cfg["results"] or "sparse" not in cfg["results"]["pytorch-fp32"]
+        assert "pytorch-fp32" not in cfg.results or cfg.results["pytorch-fp32"].sparse is None
         if has_amx():  # what ran, counted from the runtime graph
             assert sparse["sparse_nodes"] >= 1 and sparse["effect"] == "active", sparse["summary"]
         else:
@@ -243,16 +164,17 @@ def test_sparse_status_is_read_from_the_runtime_graph(full_run: dict[str, Any]) 
 
 
 def test_perf_counts_by_layer_type(full_run: dict[str, Any]) -> None:
-    cfg = full_run["result"]["configs"][0]
-    pc = cfg["results"]["int8-sparse"]["perf_counts"]
+    cfg = full_run["result"].configs[0]
+    pc = cfg.results["int8-sparse"].perf_counts
+    assert pc is not None
     assert pc["fully_connected"]["nodes"] > 0
     assert pc["by_layer_type"] and all(row["ms"] >= 0 for row in pc["by_layer_type"])
     assert sum(pc["fully_connected"]["kernels"].values()) == pc["fully_connected"]["nodes"]
-    assert pc["fully_connected"]["sparse"] == cfg["results"]["int8-sparse"]["sparse"]["sparse_nodes"]
+    assert pc["fully_connected"]["sparse"] == cfg.results["int8-sparse"].sparse["sparse_nodes"]
     assert pc["fully_connected"]["sparse"] >= (1 if has_amx() else 0)
     if not has_amx():
         assert pc["fully_connected"]["sparse"] == 0
-    assert "perf_counts" not in cfg["results"]["pytorch-fp32"]
+    assert cfg.results["pytorch-fp32"].perf_counts is None
     assert "-pc int8-sparse" in full_run["stdout"]
 
 
@@ -263,13 +185,13 @@ def test_files_table_and_environment(full_run: dict[str, Any]) -> None:
         assert (out / name).is_file(), name
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = full_run["result"]
-    n_variants = len(result["configs"][0]["results"])
+    result: BenchmarkResult = full_run["result"]
+    n_variants = len(result.configs[0].results)
     lines = (out / "benchmark.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + 2 * n_variants and lines[0].startswith("model,batch,seq_len")
     md = (out / "benchmark.md").read_text()
     assert "## batch 2, seq_len 32" in md and "Sparse kernels" in md
-    env = result["environment"]
+    env = result.environment
     assert env["cpu_model"] and env["versions"]["openvino"] != "not installed"
     assert env["versions"]["torch"] and env["date"] and env["threads_used"] >= 1
     assert "amx" in env and isinstance(env["cpu_flags"], list)
@@ -290,27 +212,29 @@ def test_peak_measures_and_is_used(peak_run: tuple[int, str, str], full_run: dic
         assert peak[precision]["ops_per_second"] > 0
         assert peak[precision]["verified"], peak[precision]
     assert peak["int8"]["runtime_precision"] in ("u8", "i8")
-    for cfg in full_run["result"]["configs"]:
-        e = cfg["results"]["int8-sparse"]
-        assert e["peak_precision"] == "int8" and e["peak_share"] > 0
-        assert e["ops_per_second"] == pytest.approx(e["peak_share"] * peak["int8"]["ops_per_second"])
-        assert cfg["results"]["pytorch-fp32"]["peak_precision"] == "fp32"
+    result: BenchmarkResult = full_run["result"]
+    for cfg in result.configs:
+        e = cfg.results["int8-sparse"]
+        assert e.peak_precision == "int8" and e.peak_share is not None and e.peak_share > 0
+        assert e.ops_per_second == pytest.approx(e.peak_share * peak["int8"]["ops_per_second"])
+        assert cfg.results["pytorch-fp32"].peak_precision == "fp32"
     # the key names the shape and duration, and a ceiling of another shape than the default is labelled
     (key,) = cached
     assert "[64,256]x[256,256]" in key and "| 0.1 s |" in key
-    assert "no cached ceiling for the [1024,4096]x[4096,4096] MatMul" in full_run["result"]["peak"]["lookup"]
-    assert any("using a [64,256]x[256,256] MatMul timed 0.1 s" in n for n in full_run["result"]["notes"])
+    assert result.peak is not None
+    assert "no cached ceiling for the [1024,4096]x[4096,4096] MatMul" in result.peak["lookup"]
+    assert any("using a [64,256]x[256,256] MatMul timed 0.1 s" in n for n in result.notes)
 
 
-def _fake_measure_peak(*, shape: Any = bench.DEFAULT_PEAK_SHAPE, seconds: float = 3.0, threads: int | None = None,
+def _fake_measure_peak(*, shape: Any = DEFAULT_PEAK_SHAPE, seconds: float = 3.0, threads: int | None = None,
                        progress: Any = None, **_: Any) -> dict[str, Any]:
     """measure_peak's result without timing anything: ops/s grow with the shape, as real ceilings do."""
     import openvino as ov
 
     m, k, n = shape
-    threads = threads or bench.available_cores()
+    threads = threads or available_cores()
     ops = float(m * k * n)
-    return {"key": bench.peak_key(threads, shape, seconds), "cpu_model": bench.cpu_model(),
+    return {"key": peaks.peak_key(threads, shape, seconds), "cpu_model": cpu_model(),
             "openvino": ov.get_version(), "threads": threads, "shape": [m, k, n],
             "flops_per_inference": 2 * m * k * n, "seconds_per_precision": seconds, "date": "2026-01-01T00:00:00",
             **{p: {"ops_per_second": ops, "best_ops_per_second": ops, "verified": True, "exec_type": "fake",
@@ -320,35 +244,35 @@ def _fake_measure_peak(*, shape: Any = bench.DEFAULT_PEAK_SHAPE, seconds: float 
 
 def test_quick_peak_does_not_replace_the_real_ceiling(int8_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "measure_peak", _fake_measure_peak)
+    monkeypatch.setattr(peaks, "measure_peak", _fake_measure_peak)
     cache = tmp_path / "cache"
     code, _out, err = run_cli("--peak", "--cache-dir", str(cache), "-q")  # the default shape, 3 s
     assert code == 0, err
     code, _out, err = run_cli("--peak", "--peak-shape", "64,64,64", "--peak-time", "0.1", "--cache-dir", str(cache),
                               "-q")
     assert code == 0, err
-    entries = bench.load_peaks(cache)
-    assert sorted(e["shape"] for e in entries.values()) == [[64, 64, 64], list(bench.DEFAULT_PEAK_SHAPE)]
+    entries = peaks.load_peaks(cache)
+    assert sorted(e["shape"] for e in entries.values()) == [[64, 64, 64], list(DEFAULT_PEAK_SHAPE)]
     threads = BenchmarkOptions(peak=True).threads
-    real = bench.cached_peak(cache, threads)
-    assert real is not None and real["shape"] == list(bench.DEFAULT_PEAK_SHAPE)
+    real = peaks.cached_peak(cache, threads)
+    assert real is not None and real["shape"] == list(DEFAULT_PEAK_SHAPE)
     assert real["seconds_per_precision"] == 3.0 and real["lookup"].startswith("cached [1024,4096]x[4096,4096]")
     # a longer run of the default shape is preferred over a shorter one; other thread counts never match
-    bench.save_peak(cache, _fake_measure_peak(seconds=10.0, threads=threads))
-    assert bench.cached_peak(cache, threads)["seconds_per_precision"] == 10.0  # type: ignore[index]
-    assert bench.cached_peak(cache, threads + 1) is None
+    peaks.save_peak(cache, _fake_measure_peak(seconds=10.0, threads=threads))
+    assert peaks.cached_peak(cache, threads)["seconds_per_precision"] == 10.0  # type: ignore[index]
+    assert peaks.cached_peak(cache, threads + 1) is None
     # "% of peak" in a benchmark is taken against the default-shape ceiling, with no note about it
     options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8,), niter=2, rounds=1, warmup=0,
                                seq_len=(16,), cache_dir=cache)
-    result = bench.benchmark(options)
-    assert result["peak"]["shape"] == list(bench.DEFAULT_PEAK_SHAPE)
-    e = result["configs"][0]["results"]["int8"]
-    assert e["peak_ops_per_second"] == pytest.approx(1024 * 4096 * 4096)
-    assert not any("ceiling" in n for n in result["notes"])
+    result = benchmark(options)
+    assert result.peak is not None and result.peak["shape"] == list(DEFAULT_PEAK_SHAPE)
+    e = result.configs[0].results["int8"]
+    assert e.peak_ops_per_second == pytest.approx(1024 * 4096 * 4096)
+    assert not any("ceiling" in n for n in result.notes)
     # with only a quick entry cached, it is used and the result says so
     quick_only = tmp_path / "quick"
-    bench.save_peak(quick_only, _fake_measure_peak(shape=(64, 64, 64), seconds=0.1, threads=threads))
-    peak = bench.cached_peak(quick_only, threads)
+    peaks.save_peak(quick_only, _fake_measure_peak(shape=(64, 64, 64), seconds=0.1, threads=threads))
+    peak = peaks.cached_peak(quick_only, threads)
     assert peak is not None and peak["shape"] == [64, 64, 64]
     assert peak["lookup"].startswith("no cached ceiling for the [1024,4096]x[4096,4096] MatMul; using a "
                                      "[64,64]x[64,64] MatMul timed 0.1 s")
@@ -363,8 +287,8 @@ def test_pytorch_threads_follow_nthreads_or_openvinos_default(monkeypatch: pytes
     compiled = ov.Core().compile_model(ov.Model([ops.result(ops.relu(x))], [x], "t"), "CPU",
                                        {"PERFORMANCE_HINT": "LATENCY"})
     ov_threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-    assert bench.ov_default_threads() == ov_threads
-    assert 1 <= bench.physical_cores() <= bench.available_cores()
+    assert runners.ov_default_threads() == ov_threads
+    assert 1 <= physical_cores() <= available_cores()
 
     class Tiny(torch.nn.Module):
         def forward(self, input_ids: Any) -> Any:
@@ -372,14 +296,14 @@ def test_pytorch_threads_follow_nthreads_or_openvinos_default(monkeypatch: pytes
 
     feed = {"input_ids": np.ones((1, 4), dtype=np.int64), "attention_mask": np.ones((1, 4), dtype=np.int64)}
     before = torch.get_num_threads()
-    monkeypatch.setattr(bench, "available_cores", lambda: 64)  # logical CPUs are not what OpenVINO uses
+    monkeypatch.setattr(environment, "available_cores", lambda: 64)  # logical CPUs are not what OpenVINO uses
     try:
         torch.set_num_threads(max(1, ov_threads + 1))
-        runner = bench.TorchRunner(Tiny(), feed, None)
+        runner = runners.TorchRunner(Tiny(), feed, None)
         props = runner.compiled_properties()
         assert props["torch_num_threads"] == ov_threads == torch.get_num_threads()
         assert "OpenVINO's default" in props["torch_threads_from"]
-        runner = bench.TorchRunner(Tiny(), feed, 1)  # -nthreads 1
+        runner = runners.TorchRunner(Tiny(), feed, 1)  # -nthreads 1
         assert runner.compiled_properties()["torch_num_threads"] == 1
         assert runner.compiled_properties()["torch_threads_from"] == "-nthreads"
     finally:
@@ -387,7 +311,7 @@ def test_pytorch_threads_follow_nthreads_or_openvinos_default(monkeypatch: pytes
 
 
 def test_peak_int8_without_nncf_uses_fake_quantize() -> None:
-    peak = bench.measure_peak(shape=(64, 128, 128), seconds=0.05, use_nncf=False)
+    peak = peaks.measure_peak(shape=(64, 128, 128), seconds=0.05, use_nncf=False)
     assert peak["int8"]["method"].startswith("FakeQuantize")
     assert peak["int8"]["verified"] and peak["int8"]["ops_per_second"] > 0
 
@@ -401,16 +325,17 @@ def test_async_json_shape_and_load_config(int8_dir: Path, cache_dir: Path, tmp_p
                                    "--cache-dir", str(cache_dir),
                                    "--output-dir", str(tmp_path / "out"))
     assert code == 0, stderr
-    result = json.loads(stdout)  # -json_stats: JSON on stdout, table on stderr
+    result = BenchmarkResult.from_dict(json.loads(stdout))  # -json_stats: JSON on stdout, table on stderr
     assert "int8-sparse" in stderr
-    assert result["api"] == "async" and result["baseline"] == "int8"
-    assert any("baseline is int8" in n for n in result["notes"])
-    (cfg,) = result["configs"]
-    e = cfg["results"]["int8-sparse"]
-    assert e["compiled"]["nireq"] == 2 and e["compiled"]["NUM_STREAMS"] == "1"
-    assert e["compiled"]["PERFORMANCE_HINT"] == "THROUGHPUT"
-    assert e["iterations"] == 8
-    assert e["speedup"]["overall"] == pytest.approx(e["throughput"] / cfg["results"]["int8"]["throughput"])
+    assert result.api == "async" and result.baseline == "int8"
+    assert any("baseline is int8" in n for n in result.notes)
+    (cfg,) = result.configs
+    e = cfg.results["int8-sparse"]
+    assert e.compiled["nireq"] == 2 and e.compiled["NUM_STREAMS"] == "1"
+    assert e.compiled["PERFORMANCE_HINT"] == "THROUGHPUT"
+    assert e.iterations == 8
+    assert e.speedup is not None
+    assert e.speedup.overall == pytest.approx(e.throughput / cfg.results["int8"].throughput)
     assert not (tmp_path / "out" / "latency.png").exists()
 
 
@@ -418,13 +343,13 @@ def test_ir_only_machine_path(int8_dir: Path, cache_dir: Path, full_run: dict[st
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """What a lent Xeon with only openvino sees: no torch, no source checkpoint, a given FP32 IR."""
     fp32 = next((cache_dir / "ir").glob("*-fp32-*"))  # converted by full_run from the report's source_path
-    monkeypatch.setattr(bench, "_torch_missing", lambda: "torch is not installed here")
+    monkeypatch.setattr(planning, "_torch_missing", lambda: "torch is not installed here")
     options = BenchmarkOptions(model=int8_dir, variants=(Variant.PYTORCH_FP32, Variant.OV_FP32, Variant.INT8),
                                fp32_ir=fp32, niter=2, rounds=1, warmup=0, seq_len=(16,), cache_dir=cache_dir)
-    result = bench.benchmark(options)
-    assert result["skipped"]["pytorch-fp32"] == "torch is not installed here"
-    assert result["baseline"] == "ov-fp32"
-    assert list(result["configs"][0]["results"]) == ["ov-fp32", "int8"]
+    result = benchmark(options)
+    assert result.skipped["pytorch-fp32"] == "torch is not installed here"
+    assert result.baseline == "ov-fp32"
+    assert list(result.configs[0].results) == ["ov-fp32", "int8"]
 
 
 def test_crash_probe_skips_a_variant_whose_child_crashed(int8_dir: Path, cache_dir: Path, tmp_path: Path,
@@ -436,23 +361,23 @@ def test_crash_probe_skips_a_variant_whose_child_crashed(int8_dir: Path, cache_d
     monkeypatch.setenv(probe.PROBE_ENV, "all")
     options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8,), niter=2, rounds=1, warmup=0,
                                seq_len=(16,), cache_dir=cache_dir)
-    assert list(bench.benchmark(options)["configs"][0]["results"]) == ["int8"]
+    assert list(benchmark(options).configs[0].results) == ["int8"]
     # a child killed by SIGSEGV (what OpenVINO 2026.4's sparse kernels did at batch 1 x 16 on an AMX CPU)
     monkeypatch.setattr(probe, "_child_command", lambda *a: [
         sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
     options = dataclasses.replace(options, seq_len=(17,))  # a shape whose verdict is not cached yet
-    result = bench.benchmark(options)
-    assert "int8" not in result["configs"][0]["results"]
-    assert "crashed (SIGSEGV)" in result["configs"][0]["skipped"]["int8"]
-    assert "1 x 17 tokens" in result["configs"][0]["skipped"]["int8"]
-    assert any("SIGSEGV" in note for note in result["notes"])
+    result = benchmark(options)
+    assert "int8" not in result.configs[0].results
+    assert "crashed (SIGSEGV)" in result.configs[0].skipped["int8"]
+    assert "1 x 17 tokens" in result.configs[0].skipped["int8"]
+    assert any("SIGSEGV" in note for note in result.notes)
 
 
 def test_sparse_rate_one_is_off(int8_dir: Path, cache_dir: Path) -> None:
     options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8, Variant.INT8_SPARSE), niter=1, rounds=1,
                                warmup=0, seq_len=(32,), cache_dir=cache_dir, sparse_rate=1.0)
-    result = bench.benchmark(options)
-    assert "is off" in result["skipped"]["int8-sparse"] and list(result["configs"][0]["results"]) == ["int8"]
+    result = benchmark(options)
+    assert "is off" in result.skipped["int8-sparse"] and list(result.configs[0].results) == ["int8"]
 
 
 # -- bad input: one line, exit code 2, the flag and the fix named ------------------------------------
@@ -507,10 +432,10 @@ def test_unknown_load_config_property_is_one_line(int8_dir: Path, cache_dir: Pat
     bad_value = tmp_path / "bad.json"
     bad_value.write_text(json.dumps({"CPU": {"NUM_STREAMS": "abc"}}))
     with pytest.raises(InputError, match=r"-load_config .*bad\.json: the CPU plugin refuses .*abc"):
-        bench.load_config_file(bad_value)
+        planning.load_config_file(bad_value)
     fine = tmp_path / "fine.json"
     fine.write_text(json.dumps({"CPU": {"NUM_STREAMS": "1", "CACHE_DIR": str(tmp_path / "ov-cache")}}))
-    assert bench.load_config_file(fine)["NUM_STREAMS"] == "1"  # accepted though not in SUPPORTED_PROPERTIES
+    assert planning.load_config_file(fine)["NUM_STREAMS"] == "1"  # accepted though not in SUPPORTED_PROPERTIES
 
 
 @pytest.mark.parametrize(("damage", "needle"), [
@@ -532,13 +457,6 @@ def test_corrupt_ir_is_one_line(damage: str, needle: str, int8_dir: Path, cache_
     assert code == 4 and stdout == "", stderr
     (line,) = stderr.strip().splitlines()
     assert line.startswith("pofa-deploy: error: ") and needle in line, line
-
-
-def test_options_validate_in_the_library_too() -> None:
-    with pytest.raises(InputError, match="-niter"):
-        BenchmarkOptions(model=Path("x"), niter=-3)
-    with pytest.raises(InputError, match="--peak-shape"):
-        BenchmarkOptions(peak=True, peak_shape=(1, 2))
 
 
 # -- parity with benchmark_app (minutes; `pytest -m slow`) -------------------------------------------

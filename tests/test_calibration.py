@@ -9,17 +9,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pofa_deploy.calibration import (
     BUILTIN,
     Example,
     QAExample,
     Recipe,
+    Split,
     encode,
     encode_qa,
     load_examples,
+    resolve_split,
     tokenize,
 )
-
 from pofa_deploy.checkpoint import Task
 from pofa_deploy.errors import DataError, InputError
 
@@ -414,3 +416,44 @@ def test_encode_with_a_checkpoint_tokenizer(tiny_checkpoint: Callable[..., Path]
     feeds = encode(tokenizer, load_examples(None, limit=8), seq_len=32, task="text-classification")
     assert len(feeds) == 8 and all(f["input_ids"].shape == (1, 32) for f in feeds)
     assert tokenize(tokenizer, [Example("a b c")], seq_len=32)[0]["input_ids"][0] == tokenizer.cls_token_id
+
+
+# --- packaging -----------------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pofa_deploy"
+LEAF_MODULES = {"errors", "checkpoint"}  # what calibration may import from pofa_deploy
+
+
+def test_calibration_is_an_ordinary_subpackage_with_its_sample() -> None:
+    import pofa_deploy.calibration as calibration
+
+    assert Path(calibration.__file__).parent == PACKAGE / "calibration"
+    assert (PACKAGE / "calibration" / "samples" / "builtin.txt").is_file()
+    assert not (PACKAGE.parent / "calibration").exists()  # no second copy at the top level
+
+
+def test_calibration_imports_only_leaf_modules() -> None:
+    """No cycle: pofa_deploy/__init__ never imports calibration, and calibration imports only leaf
+    modules of pofa_deploy (never its package-level API or a command module)."""
+    import ast
+
+    init = ast.parse((PACKAGE / "__init__.py").read_text())
+    imports = [ast.unparse(n) for n in ast.walk(init) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not [i for i in imports if "calibration" in i]
+    for path in (PACKAGE / "calibration").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "pofa_deploy" for a in node.names), path.name
+            elif isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("pofa_deploy"), f"{path.name}: use a relative import"
+                if node.level == 2:
+                    assert node.module in LEAF_MODULES, f"{path.name} imports pofa_deploy.{node.module}"
+                assert node.level <= 2, path.name
+
+
+def test_split_spellings() -> None:
+    assert Split("Validation") is Split.DEV and Split("dev-mismatched") is Split.DEV_MISMATCHED
+    assert resolve_split(Recipe.MNLI, Split.DEV) == "dev_matched"
+    assert resolve_split(Recipe.SST2, Split.DEV) == resolve_split(Recipe.SST2, "val") == "dev"
+    with pytest.raises(ValueError):
+        Split("test")

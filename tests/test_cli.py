@@ -35,6 +35,43 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
+def test_version(capsys):
+    from pofa_deploy import __version__
+
+    code, out, err = run(capsys, "--version")
+    assert (code, out, err) == (0, f"pofa-deploy {__version__}\n", "")
+
+
+def test_unknown_command_is_one_clean_line(capsys):
+    code, out, err = run(capsys, "frob", "--int8")
+    assert code == 2 and out == ""
+    assert err.startswith("pofa-deploy: error: unknown command 'frob'; choose one of convert, inspect, ")
+    assert_one_line_error(code, err, "benchmark", "demo")
+    assert "pofa-deploy: error: pofa-deploy" not in err
+
+
+def test_usage_errors_name_the_command_once(capsys):
+    code, _, err = run(capsys, "convert")
+    assert_one_line_error(code, err, "pofa-deploy: error: convert: the following arguments are required: MODEL",
+                          "(see pofa-deploy convert --help)")
+    assert code == 2
+    code, _, err = run(capsys, "--frob")
+    assert_one_line_error(code, err, "pofa-deploy: error: unrecognized arguments: --frob")
+    assert "pofa-deploy: error: pofa-deploy" not in err
+
+
+def test_a_command_imports_only_its_own_module():
+    """`pofa-deploy inspect --help` builds inspect's options only: no other command module, no framework."""
+    code = ("import sys; from pofa_deploy import cli; code = cli.main(['inspect', '--help']); "
+            "loaded = [m for m, _ in cli.COMMANDS.values() if m in sys.modules]; "
+            "loaded += [m for m in ('torch', 'openvino', 'nncf', 'transformers') if m in sys.modules]; "
+            "print('LOADED', *loaded); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--trust-remote-code" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED pofa_deploy.inspect"
+
+
 def test_missing_path(capsys, tmp_path):
     code, _, err = run(capsys, "convert", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--int8")
     assert_one_line_error(code, err, "no such folder")

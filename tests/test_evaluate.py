@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pofa_deploy.calibration import Recipe
 
+from pofa_deploy.calibration import Recipe, Split
 from pofa_deploy.checkpoint import Task
 from pofa_deploy.errors import DataError, InputError
 from pofa_deploy.evaluate import (
     EvaluateOptions,
-    Progress,
     evaluate,
     format_summary,
     label_map,
@@ -124,18 +123,40 @@ def test_label_map_reorders_named_labels() -> None:
     assert label_map({}, Recipe.SST2) is None
 
 
-def test_progress_line() -> None:
-    import io
+def test_progress_goes_through_the_one_printer(two_label: Path, sst2_data: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Phase lines per model and a detail line per batch (which the printer overwrites on a terminal)."""
+    lines: list[str] = []
+    options = EvaluateOptions(model=str(two_label), task=Recipe.SST2, data=str(sst2_data), limit=4, batch_size=2)
+    evaluate(options, progress=lines.append)
+    assert lines[0] == f"loading {two_label}"
+    assert lines[1] == f"scoring {two_label} (pytorch) on 4 sst2 examples"
+    assert lines[2:4] == ["  2/4 examples (50%)", "  4/4 examples (100%)"]
+    assert lines[4].startswith(f"{two_label}: accuracy ") and len(lines) == 5
+    evaluate(options, progress=True)  # the progress printer, on stderr: stamped lines
+    err = capsys.readouterr().err
+    assert "s] scoring" in err and "s] 4/4 examples (100%)" in err
+    evaluate(options)  # default: only when stderr is a terminal
+    assert capsys.readouterr().err == ""
 
-    stream = io.StringIO()
-    bar = Progress("sst2", 4, enabled=True, stream=stream)
-    bar.update(2)
-    bar.update(2)
-    bar.close()
-    assert stream.getvalue() == "\rsst2:  50% (2/4)\rsst2: 100% (4/4)\n"
-    quiet = io.StringIO()
-    Progress("x", 1, stream=quiet).update(1)  # StringIO is not a terminal
-    assert quiet.getvalue() == ""
+
+@pytest.mark.parametrize(("typed", "split"), [
+    ("dev", Split.DEV), ("validation", Split.DEV), ("VAL", Split.DEV), ("train", Split.TRAIN),
+    ("dev-mismatched", Split.DEV_MISMATCHED), ("validation_matched", Split.DEV_MATCHED)])
+def test_split_is_an_enum_that_keeps_the_accepted_spellings(typed: str, split: Split) -> None:
+    parser = new_parser("pofa-deploy evaluate", "test")
+    add_options(parser, EvaluateOptions)
+    options = from_namespace(EvaluateOptions, parser.parse_args(["m", "--task", "mnli", "--split", typed]))
+    assert options.split is split
+    assert EvaluateOptions(model="m", task=Recipe.MNLI, split=typed).split is split  # type: ignore[arg-type]
+
+
+def test_unknown_split_names_the_flag() -> None:
+    with pytest.raises(InputError, match=r"^--split must be one of train, dev, dev_matched, dev_mismatched; "
+                                         r"got 'test'$"):
+        EvaluateOptions(model="m", task=Recipe.SST2, split="test")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"sst2: unknown split 'dev_mismatched'"):
+        evaluate(EvaluateOptions(model="m", task=Recipe.SST2, split=Split.DEV_MISMATCHED), progress=False)
 
 
 # --- evaluating models ---------------------------------------------------------------------------
@@ -183,10 +204,9 @@ def test_batching_does_not_change_predictions(two_label: Path, sst2_data: Path) 
     from pofa_deploy.calibration import Example, load_examples
 
     examples = load_examples(f"sst2:{sst2_data}", split="dev")
-    quiet = Progress("t", len(examples), enabled=False)
     texts = [e for e in examples if isinstance(e, Example)]
-    one = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=1, progress=quiet)
-    many = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=4, progress=quiet)
+    one = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=1)
+    many = classify(model, texts, Recipe.SST2, seq_len=32, batch_size=4)
     assert one == many
 
 

@@ -18,9 +18,12 @@ from pofa_deploy.checkpoint import Task, load_checkpoint
 from pofa_deploy.errors import DataError, InputError, OutputExistsError, SparsityLostError
 from pofa_deploy.finetune import (
     REPORT,
+    Device,
     FinetuneOptions,
+    GlueTask,
     distillation_loss,
     finetune,
+    parse_device,
     resume_folder,
 )
 from pofa_deploy.masks import cubic_sparsity, encoder_linears, prune_mask, prune_steps
@@ -81,7 +84,10 @@ def _report(out: Path) -> dict[str, Any]:
 
 def test_zeros_kept_exactly_and_output_loads(assets: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert finetune(_options(assets, out, eval_every=3), progress=False) == out
+    lines: list[str] = []
+    assert finetune(_options(assets, out, eval_every=3), progress=lines.append) == out
+    assert lines[0].startswith("loading the model") and "training 6 steps on cpu" in lines
+    assert "  step 6/6  loss " in "\n".join(lines) and "step 3/6  dev accuracy " in "\n".join(lines)
     before, after = _weights(assets["sparse"]), _weights(out)  # load_checkpoint reads the output
     assert before.keys() == after.keys() and len(before) == 12
     changed = 0
@@ -247,8 +253,11 @@ def test_resume_without_state_and_existing_output(assets: dict[str, Path], tmp_p
 def test_options_validation_and_flags(assets: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not supported yet"):
         _options(assets, tmp_path / "o", task="squad")
-    with pytest.raises(InputError, match="--task must be one of"):
+    with pytest.raises(InputError, match=r"^--task must be one of sst2, mnli, qqp, qnli; got 'cola'$"):
         _options(assets, tmp_path / "o", task="cola")
+    assert _options(assets, tmp_path / "o", task="qnli").task is GlueTask.QNLI
+    with pytest.raises(TypeError):  # keyword-only, like every options class
+        FinetuneOptions(str(assets["sparse"]), "sst2", assets["data"], tmp_path / "o")  # type: ignore[misc]
     with pytest.raises(InputError, match="--prune-start"):
         _options(assets, tmp_path / "o", prune_start=0.8, prune_end=0.5)
     parser = new_parser("finetune", "test")
@@ -258,7 +267,11 @@ def test_options_validation_and_flags(assets: dict[str, Path], tmp_path: Path) -
     ns = parser.parse_args(argv)
     opts = from_namespace(FinetuneOptions, ns)
     got = (opts.epochs, opts.prune_to, opts.distill_alpha, opts.resume, opts.num_labels)
-    assert got == (1.5, 0.9, 0.2, True, 3)
+    assert got == (1.5, 0.9, 0.2, True, 3) and opts.task is GlueTask.MNLI
+    assert opts.to_json()["task"] == "mnli" and opts.to_json()["data"] == "d"
+    # on the command line too, SQuAD gets its reason rather than the list of choices
+    with pytest.raises(InputError, match=r"^--task squad: SQuAD fine-tuning is not supported yet"):
+        parser.parse_args([*argv[:2], "squad", *argv[3:]])
     assert (opts.batch_size, opts.lr, opts.seq_len, opts.temperature) == (32, 5e-5, 128, 2.0)
 
 
@@ -266,6 +279,11 @@ def test_options_validation_and_flags(assets: dict[str, Path], tmp_path: Path) -
 def test_device_option(assets: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--device must be"):
         _options(assets, tmp_path / "o", device="gpu")
+    for bad in ("cpu:0", "auto:1", "cuda:", "cuda:x", "CUDA", " cpu"):
+        with pytest.raises(InputError, match=r"^--device must be cpu, cuda, cuda:N or auto; got "):
+            parse_device(bad)
+    assert parse_device("cuda:1") == (Device.CUDA, 1) and parse_device("auto") == (Device.AUTO, None)
+    assert _options(assets, tmp_path / "o", device="cuda:1").device_choice == (Device.CUDA, 1)
     if torch.cuda.is_available():
         pytest.skip("the no-CUDA refusal needs a machine without a CUDA device")
     with pytest.raises(InputError, match=r"--device cuda: .* sees 0 CUDA device"):
@@ -304,9 +322,9 @@ def test_cuda_training_keeps_zeros_and_resumes(assets: dict[str, Path], tmp_path
 
 def test_nan_loss_is_refused_and_nothing_written(assets: dict[str, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import pofa_deploy.finetune as finetune_mod
+    import pofa_deploy.finetune.step as step_mod
 
-    real = finetune_mod.distillation_loss
+    real = step_mod.distillation_loss
     calls = []
 
     def nan_at_second_step(*args: Any, **kw: Any) -> torch.Tensor:
@@ -314,7 +332,7 @@ def test_nan_loss_is_refused_and_nothing_written(assets: dict[str, Path], tmp_pa
         loss = real(*args, **kw)
         return loss * float("nan") if len(calls) == 2 else loss
 
-    monkeypatch.setattr(finetune_mod, "distillation_loss", nan_at_second_step)
+    monkeypatch.setattr(step_mod, "distillation_loss", nan_at_second_step)
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"training loss became nan at step 2; lower --lr"):
         finetune(_options(assets, out, max_steps=4), progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ def _sources() -> list[Path]:
 
 
 def test_no_module_over_600_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in _sources() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {str(p.relative_to(ROOT)): n for p in _sources()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, long
 
 
@@ -41,3 +43,34 @@ def test_help_imports_no_heavy_framework() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "convert" in proc.stdout and "benchmark" in proc.stdout
+
+
+# Run in a child with the editable install's finder taken out, so pofa_deploy can only come from the
+# folder on sys.path[0]: what a plain checkout with only the dependencies installed gets.
+_PLAIN = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+          "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in repr(h).lower()]; "
+          "sys.path.insert(0, {root!r}); ")
+
+
+def test_a_plain_checkout_runs_without_an_install(tmp_path: Path) -> None:
+    """pofa_deploy.calibration is an ordinary subpackage (no package-dir remap): a copy of the source
+    folder imports it, finds the built-in sample, and runs the CLI, with no install behind it."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "pofa_deploy", copy / "pofa_deploy",
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.so"))
+    code = _PLAIN.format(root=str(copy)) + (
+        "import pofa_deploy.calibration as c; print(c.__file__); print(len(c.load_examples('builtin'))); "
+        "import runpy; sys.argv = ['pofa-deploy', '--version']; "
+        "runpy.run_module('pofa_deploy.cli', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    file, count, version = proc.stdout.strip().splitlines()
+    assert Path(file) == copy / "pofa_deploy" / "calibration" / "__init__.py"
+    assert int(count) > 100 and version.startswith("pofa-deploy ")
+
+
+def test_cli_runs_as_a_module_from_the_checkout() -> None:
+    for module in ("pofa_deploy.cli", "pofa_deploy"):
+        proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
+        assert proc.returncode == 0 and proc.stdout.startswith("pofa-deploy "), proc.stdout + proc.stderr

@@ -37,3 +37,47 @@ def test_numeric_bounds_name_the_flag_the_user_typed():
         FinetuneOptions(model="m", task="sst2", data="d", output="o", max_grad_norm=-1)
     with pytest.raises(InputError, match=r"^-nstreams/--nstreams must be a positive integer, got 0$"):
         BenchmarkOptions(model="m", nstreams=0)
+
+
+def _command_options() -> dict[str, type]:
+    import importlib
+
+    from pofa_deploy.cli import COMMANDS
+
+    return {name: importlib.import_module(module).OPTIONS for name, (module, _help) in COMMANDS.items()}
+
+
+def test_every_options_class_is_frozen_and_keyword_only():
+    import dataclasses
+
+    for name, cls in _command_options().items():
+        assert cls.__dataclass_params__.frozen, name
+        assert all(f.kw_only for f in dataclasses.fields(cls)), name
+    with pytest.raises(TypeError, match="positional"):
+        ConvertOptions("m", "out")  # type: ignore[misc]
+
+
+def test_positional_fields_stay_positional_arguments():
+    """kw_only is about the Python API: a field marked positional is still an argument without a dash."""
+    import dataclasses
+
+    from pofa_deploy.options import add_options, from_namespace, new_parser, option
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Opts:
+        level: int = option(1, help="a flag declared before the positional")
+        path: str = option(help="required positional", positional=True)
+        extra: str | None = option(None, help="optional positional", positional=True)
+
+    parser = new_parser("prog", "test")
+    add_options(parser, Opts)
+    assert from_namespace(Opts, parser.parse_args(["p", "--level", "3"])) == Opts(path="p", level=3)
+    assert from_namespace(Opts, parser.parse_args(["p", "x"])) == Opts(path="p", extra="x")
+    with pytest.raises(InputError, match="required: PATH"):
+        parser.parse_args([])
+    for name, cls in _command_options().items():
+        positional = [f.name for f in dataclasses.fields(cls) if f.metadata.get("positional")]
+        parser = new_parser("pofa-deploy " + name, "")
+        add_options(parser, cls)
+        shown = [a.dest for a in parser._actions if not a.option_strings and a.dest != "help"]
+        assert shown == positional, name

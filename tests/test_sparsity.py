@@ -5,6 +5,7 @@ from pofa_deploy.sparsity import (
     choose_rate,
     compare,
     is_eligible,
+    is_encoder_linear,
     layer_table,
     magnitude_mask,
     shape_eligible,
@@ -58,3 +59,14 @@ def test_magnitude_mask_exact_count_smallest_removed():
     assert np.abs(w[~keep]).max() <= np.abs(w[keep]).min()
     with pytest.raises(ValueError):
         magnitude_mask(w, 1.0)
+
+
+@pytest.mark.parametrize(("name", "encoder"), [
+    ("distilbert.transformer.layer.0.attention.q_lin", True),
+    ("bert.encoder.layer.11.output.dense", True),
+    ("bert.encoder.layer.0.intermediate.dense.weight", True),
+    ("bert.pooler.dense", False), ("classifier", False), ("pre_classifier", False),
+    ("distilbert.embeddings.word_embeddings", False), ("qa_outputs", False),
+])
+def test_is_encoder_linear_is_the_one_rule(name, encoder):
+    assert is_encoder_linear(name) is encoder

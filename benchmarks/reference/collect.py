@@ -2,7 +2,7 @@
 
 For the dense and the 90%-sparse model: SST-2 dev accuracy of PyTorch FP32, OpenVINO FP32 and
 OpenVINO INT8 (evaluate.py), latency at batch 1 x 128 (sync) and throughput at batch 8 x 128
-(async) from one interleaved benchmark run per model (bench.py), via pofa_deploy.tradeoff.
+(async) from one interleaved benchmark run per model (pofa_deploy.bench), via pofa_deploy.tradeoff.
 
     python benchmarks/reference/collect.py [WORKDIR] [--data ../shared/data/sst2] [-t 10]
 """

@@ -1,6 +1,8 @@
 """Calibration and evaluation data: readers, task recipes, a built-in sample, and tokenisation.
 
-Installed as ``pofa_deploy.calibration`` (pyproject maps this folder there).
+An ordinary subpackage of pofa_deploy; the built-in sample is package data in ``samples/``. It imports
+only leaf modules of pofa_deploy (``errors``, ``checkpoint``), never the package-level API, so there is
+no import cycle.
 
     load_examples(source, limit=..., split=..., seed=...)  ->  list[Example] | list[QAExample]
     encode(tokenizer, examples, seq_len=..., task=...)     ->  list of {name: int64 [1, seq_len]}
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from .encode import QAFeatures, encode, encode_qa, pad, tokenize
 from .readers import BUILTIN, Example, QAExample, read_builtin, read_file
-from .recipes import SPECS, Recipe, RecipeSpec, load_examples, resolve_split, spec
+from .recipes import SPECS, Recipe, RecipeSpec, Split, load_examples, resolve_split, spec
 
 __all__ = [
     "BUILTIN",
@@ -25,6 +27,7 @@ __all__ = [
     "QAFeatures",
     "Recipe",
     "RecipeSpec",
+    "Split",
     "encode",
     "encode_qa",
     "load_examples",

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pofa_deploy.checkpoint import Task
-from pofa_deploy.errors import InputError
-
+from ..checkpoint import Task
+from ..errors import InputError
 from .readers import Example, QAExample
 
 Feature = dict[str, list[int]]

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pofa_deploy.errors import DataError, InputError
+from ..errors import DataError, InputError
 
 BUILTIN = "builtin"
 BUILTIN_FILE = "builtin.txt"

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pofa_deploy.errors import DataError, InputError
-
+from ..errors import DataError, InputError
 from .readers import (
     BUILTIN,
     Example,
@@ -90,7 +89,25 @@ SPECS: dict[Recipe, RecipeSpec] = {
 
 _SPLIT_ALIASES = {"validation": "dev", "val": "dev", "dev-matched": "dev_matched",
                   "dev-mismatched": "dev_mismatched", "validation_matched": "dev_matched",
-                  "validation_mismatched": "dev_mismatched"}
+                  "validation_mismatched": "dev_mismatched", "validation-matched": "dev_matched",
+                  "validation-mismatched": "dev_mismatched"}
+
+
+class Split(StrEnum):
+    """A benchmark split as a user names it; the hub's names (validation, validation_matched, ...) and
+    dashed spellings are accepted too. ``resolve_split`` maps it to the recipe's own (MNLI: dev ->
+    dev_matched) and refuses a split the recipe does not have."""
+
+    TRAIN = "train"
+    DEV = "dev"
+    DEV_MATCHED = "dev_matched"
+    DEV_MISMATCHED = "dev_mismatched"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Split | None:
+        name = str(value).strip().lower()
+        name = _SPLIT_ALIASES.get(name, name)
+        return next((m for m in cls if m.value == name), None)
 _RECIPE_SOURCE = re.compile(r"^(?P<name>sst2|mnli|qqp|qnli|squad)(?::(?P<path>.*))?$", re.IGNORECASE)
 
 
@@ -98,14 +115,14 @@ def spec(recipe: Recipe | str) -> RecipeSpec:
     return SPECS[Recipe(recipe)]
 
 
-def resolve_split(recipe: Recipe, split: str) -> str:
+def resolve_split(recipe: Recipe, split: Split | str) -> str:
     """The split name the recipe knows: dev -> dev_matched for MNLI, validation -> dev, ..."""
-    name = _SPLIT_ALIASES.get(split.strip().lower(), split.strip().lower())
+    name = _SPLIT_ALIASES.get(str(split).strip().lower(), str(split).strip().lower())
     if recipe is Recipe.MNLI and name == "dev":
         name = "dev_matched"
     files = SPECS[recipe].files
     if name not in files:
-        raise InputError(f"{recipe.value}: unknown split {split!r}; expected one of {', '.join(files)}")
+        raise InputError(f"{recipe.value}: unknown split {str(split)!r}; expected one of {', '.join(files)}")
     return name
 
 

@@ -1,0 +1,59 @@
+"""Time a converted model against its dense baselines, the way benchmark_app would, in one run.
+
+Variants (``--variants``), all on the same inputs and shapes:
+  pytorch-fp32  the source checkpoint in PyTorch FP32 eager mode: what a user runs today (baseline)
+  ov-fp32       an OpenVINO FP32 IR of the same source, compiled with INFERENCE_PRECISION_HINT=f32
+  ov-bf16       the same IR with INFERENCE_PRECISION_HINT=bf16 (needs avx512_bf16 or amx_bf16)
+  int8          the converted INT8 IR with sparse-weight decompression OFF
+  int8-sparse   the same IR with decompression ON (rate from runtime_config.json or --sparse-rate)
+  int8-dense    a dense model's INT8 IR (--dense), for "sparse INT8 vs dense INT8"
+
+Noise: the variants run in interleaved rounds (A B C A B C ...), each round a fixed share of the
+time (-t) or iteration (-niter) budget, so a slow phase of the machine hits all of them alike; the
+speed-up of each variant over the baseline is computed per round and reported as the median with
+its interquartile range and extremes (see DEFINITIONS, which every result carries).
+
+Knobs mirror benchmark_app (-api, -hint, -nstreams, -nireq, -nthreads, -b, -shape, -t, -niter,
+-load_config, -latency_percentile, -pc, -json_stats) with the same meanings. ``--peak`` measures this
+CPU's dense INT8/FP32/BF16 MatMul ceiling through OpenVINO and caches it, so every variant can say
+what share of the ceiling it reaches.
+
+The package, one concept a module: ``options`` (BenchmarkOptions, the enums), ``stats`` (percentiles,
+ratios, spread, bootstrap, interleaving), ``flops``, ``peak``, ``inputs``, ``plan`` (what each variant
+runs), ``runners`` (OpenVINO and PyTorch), ``run`` (``benchmark()`` -> ``BenchmarkResult``), ``result``
+(the typed result and its JSON), ``command`` (the CLI's ``main``). Importing this package loads only
+``options``; the rest is imported when a benchmark runs.
+
+Imports: only numpy and openvino at run time. torch is imported only by the pytorch-fp32 variant,
+nncf only by --peak (with a hand-built FakeQuantize graph when nncf is missing), transformers only
+to tokenise realistic inputs (random in-vocabulary ids otherwise), so a machine with nothing but
+openvino can benchmark pre-converted IR folders.
+"""
+
+from __future__ import annotations
+
+from .options import (
+    DEFAULT_BATCH,
+    DEFAULT_PEAK_SHAPE,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_TIME_S,
+    VARIANT_DESCRIPTIONS,
+    Api,
+    BenchmarkOptions,
+    Hint,
+    Variant,
+    cache_root,
+    parse_shape,
+)
+
+OPTIONS = BenchmarkOptions
+
+__all__ = ["DEFAULT_BATCH", "DEFAULT_PEAK_SHAPE", "DEFAULT_SEQ_LEN", "DEFAULT_TIME_S", "OPTIONS",
+           "VARIANT_DESCRIPTIONS", "Api", "BenchmarkOptions", "Hint", "Variant", "cache_root", "main", "parse_shape"]
+
+
+def main(options: BenchmarkOptions) -> int:
+    """``pofa-deploy benchmark``: see command.main (imported here, so the package import stays light)."""
+    from .command import main as run_command
+
+    return run_command(options)
