@@ -3,6 +3,9 @@
 #include "sparse_fc.hpp"
 
 #include <algorithm>
+#include <array>
+#include <mutex>
+#include <set>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -42,6 +45,30 @@ std::string csr_error(const int32_t* indices, int64_t nnz, const int32_t* row_pt
         }
     }
     return "";
+}
+
+// The CPU plugin calls validate_and_infer_types on every inference (its shape inference for custom
+// ops clones the node), always with the same constant memory. The O(nnz) check of the compressed
+// weights therefore runs once per distinct weight memory: keyed by the data pointers, the sizes and a
+// fingerprint of row_ptr and a sample of the indices (so memory reused for other weights is checked
+// again).
+bool csr_checked_before(const int32_t* indices, int64_t nnz, const int32_t* row_ptr, int64_t N, int64_t K) {
+    uint64_t fingerprint = 1469598103934665603ull;
+    // ~64 evenly spaced entries of row_ptr and of the indices, and their last ones: O(1) per call
+    auto mix = [&](const int32_t* a, int64_t size) {
+        for (int64_t i = 0, step = size > 64 ? size / 64 : 1; i < size; i += step)
+            fingerprint = (fingerprint ^ static_cast<uint32_t>(a[i])) * 1099511628211ull;
+        if (size > 0) fingerprint = (fingerprint ^ static_cast<uint32_t>(a[size - 1])) * 1099511628211ull;
+    };
+    mix(row_ptr, N + 1);
+    mix(indices, nnz);
+    const std::array<uint64_t, 6> key = {reinterpret_cast<uintptr_t>(indices), reinterpret_cast<uintptr_t>(row_ptr),
+                                         static_cast<uint64_t>(nnz), static_cast<uint64_t>(N), static_cast<uint64_t>(K),
+                                         fingerprint};
+    static std::mutex mutex;
+    static std::set<std::array<uint64_t, 6>> checked;  // a few entries per weight memory ever seen
+    std::lock_guard<std::mutex> lock(mutex);
+    return !checked.insert(key).second;
 }
 
 std::shared_ptr<ov::op::v0::Constant> constant_input(const ov::Node* node, size_t i) {
@@ -98,9 +125,10 @@ void SparseFullyConnected::validate_and_infer_types() {
     for (size_t i = 1; i < N_INPUTS; ++i)
         NODE_VALIDATION_CHECK(this, get_input_partial_shape(i).compatible(fixed[i]), "input ", i, " must have shape ",
                               fixed[i], ", got ", get_input_partial_shape(i));
-    // Check the compressed weights here when they are constants (always, in an IR): a malformed CSR
-    // then fails read_model / compile_model with its reason. (evaluate checks again, but an exception
-    // thrown there is not reliably reported by the CPU plugin, see below.)
+    // Check the compressed weights here when they are constants (always, in an IR), so that a malformed
+    // CSR fails read_model / compile_model with its reason: an exception thrown in evaluate is not
+    // reliably reported by the CPU plugin (with INFERENCE_NUM_THREADS=1, OpenVINO 2026.4 returned an
+    // empty output instead). Once per weight memory, see csr_checked_before.
     const auto values = constant_input(this, VALUES), indices = constant_input(this, INDICES);
     const auto row_ptr = constant_input(this, ROW_PTR), fq = constant_input(this, FQ);
     if (values && indices && row_ptr && get_input_element_type(INDICES) == ov::element::i32 &&
@@ -110,9 +138,12 @@ void SparseFullyConnected::validate_and_infer_types() {
                               "values and indices differ in length");
         NODE_VALIDATION_CHECK(this, static_cast<int64_t>(shape_size(row_ptr->get_shape())) == n + 1,
                               "row_ptr must have out_features + 1 entries");
-        const std::string error = csr_error(indices->get_data_ptr<int32_t>(), nnz, row_ptr->get_data_ptr<int32_t>(), n,
-                                            m_in_features);
-        NODE_VALIDATION_CHECK(this, error.empty(), "malformed compressed weights: ", error);
+        const int32_t* idx = indices->get_data_ptr<int32_t>();
+        const int32_t* ptr = row_ptr->get_data_ptr<int32_t>();
+        if (!csr_checked_before(idx, nnz, ptr, n, m_in_features)) {
+            const std::string error = csr_error(idx, nnz, ptr, n, m_in_features);
+            NODE_VALIDATION_CHECK(this, error.empty(), "malformed compressed weights: ", error);
+        }
     }
     if (fq && get_input_element_type(FQ) == ov::element::f32 && shape_size(fq->get_shape()) == 4) {
         const float* f = fq->get_data_ptr<float>();
@@ -128,8 +159,9 @@ void SparseFullyConnected::validate_and_infer_types() {
     set_output_type(0, ov::element::f32, out);
     // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
     // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
-    // with its message. (An exception thrown by evaluate is not reliably reported by the CPU plugin:
-    // with INFERENCE_NUM_THREADS=1, OpenVINO 2026.4 was seen returning the previous outputs instead.)
+    // with its message. Exceptions thrown while inferring are not reliably reported by the CPU plugin
+    // (OpenVINO 2026.4, INFERENCE_NUM_THREADS=1: an exception from evaluate left an empty output and
+    // no error), so everything that can fail is checked here.
     m_path = choose_path();
 }
 
