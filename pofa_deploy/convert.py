@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,14 @@ if TYPE_CHECKING:
 IR_NAME = "openvino_model"
 
 
+class SparseKernel(StrEnum):
+    """--sparse-kernel: write openvino_model_sparse.xml, whose sparse Linears run SparseFullyConnected."""
+
+    AUTO = "auto"  # when the encoder Linears are at least 70% zeros (PoFA ships 80, 85 and 90%)
+    ON = "on"
+    OFF = "off"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConvertOptions:
     model: str = option(help="checkpoint folder (safetensors or .bin) or a hub id when online", positional=True)
@@ -57,6 +66,9 @@ class ConvertOptions:
     seq_len: int = option(128, help="sequence length of calibration and comparison inputs")
     sparse_rate: str = option("auto", help="CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE: auto (written only if "
                               "measured faster on this machine), off, or a number in (0, 1] (1 = off)")
+    sparse_kernel: SparseKernel = option(SparseKernel.AUTO, help="also write openvino_model_sparse.xml, whose "
+                                         "sparse quantised Linears run pofa-deploy's SparseFullyConnected op "
+                                         "(auto: when the encoder Linears are >= 70%% zeros; needs --int8)")
     seed: int = option(0, help="seed for calibration sampling")
     overwrite: bool = option(False, help="replace OUTPUT if it exists")
     trust_remote_code: bool = option(False, help="allow code shipped with the checkpoint (off by default)")
@@ -98,6 +110,7 @@ class ConvertReport:
     calibration: dict[str, Any]
     sparse_rate: float | None
     sparse_decision: dict[str, Any]
+    sparse_kernel: dict[str, Any]
     source_layers: list[dict[str, Any]]
     ir_layers: list[dict[str, Any]]
     zero_check: dict[str, Any]
@@ -173,6 +186,9 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
         warnings += loaded.notes
         lap("compare")
 
+        sparse_ir = _write_sparse_ir(tmp, options, source_weights, loaded, held, warnings=warnings, say=say)
+        lap("sparse_kernel")
+
         report = ConvertReport(
             source=options.model,
             source_path=str(ckpt.path.resolve()),
@@ -185,6 +201,7 @@ def convert(options: ConvertOptions, *, progress: Progress | None = None) -> Con
                          "seed": options.seed},
             sparse_rate=rate,
             sparse_decision=decision.to_dict(),
+            sparse_kernel=sparse_ir,
             source_layers=[r.to_dict() for r in source_rows],
             ir_layers=[dict(r.to_dict(), meets_rate=bool(rate is not None and r.eligible and r.sparsity >= rate))
                        for r in ir_rows],
@@ -328,6 +345,50 @@ def _decide_sparse(tmp: Path, options: ConvertOptions, rate_opt: float | str | N
     rate = decision.rate
     write_runtime_config(tmp, {**base_config, **({SPARSE_KEY: str(rate)} if rate is not None else {})})
     return decision
+
+
+def _write_sparse_ir(tmp: Path, options: ConvertOptions, source: dict[str, np.ndarray], standard: Any,
+                     held: list[dict[str, np.ndarray]], *, warnings: list[str], say: Progress) -> dict[str, Any]:
+    """openvino_model_sparse.xml beside the standard IR (which stays as it is, for optimum-intel): its
+    sparse quantised Linears run SparseFullyConnected. Its packed weights are unpacked and proven equal,
+    code for code, to the standard IR's (every source zero a zero), and its outputs compared with the
+    standard IR's on the held-back samples; a failed proof raises and nothing is written."""
+    import openvino as ov
+
+    from . import sparse_kernel as sk
+    from .extension import ExtensionError, extension_path
+    from .ir import read_model
+    from .runtime import SPARSE_IR_FILE, load
+    from .verify import compare_ir_outputs
+
+    mode = options.sparse_kernel
+    if not options.int8:
+        if mode is SparseKernel.ON:
+            raise InputError("--sparse-kernel on needs --int8: SparseFullyConnected runs i8 weights")
+        return {"written": False, "reason": "FP32 IR"}
+    standard_model = read_model(tmp / f"{IR_NAME}.xml")
+    if not sk.should_rewrite(mode.value, standard_model):
+        why = ("--sparse-kernel off" if mode is SparseKernel.OFF else
+               f"encoder Linears {sk.encoder_sparsity(standard_model):.1%} zeros, below "
+               f"{sk.DEFAULT_THRESHOLD:.0%} (--sparse-kernel auto); --sparse-kernel on writes it anyway")
+        return {"written": False, "reason": why}
+    try:
+        library = extension_path()
+    except ExtensionError as exc:
+        if mode is SparseKernel.ON:
+            raise
+        warnings.append(f"{SPARSE_IR_FILE} not written: {exc}")
+        return {"written": False, "reason": str(exc)}
+    say(f"writing {SPARSE_IR_FILE} (SparseFullyConnected) and proving its packed weights equal the IR's")
+    rewritten = sk.rewrite(standard_model)  # per layer: >= 70% zeros runs the op, the rest stays
+    if not rewritten.replaced:
+        return {"written": False, "reason": "no quantised Linear the op can run", "skipped": rewritten.skipped}
+    ov.save_model(rewritten.model, str(tmp / SPARSE_IR_FILE), compress_to_fp16=False)
+    proof = sk.verify(tmp / SPARSE_IR_FILE, tmp / f"{IR_NAME}.xml", source=source)
+    say("comparing the sparse-kernel IR with the standard INT8 IR on held-back samples")
+    agreement = compare_ir_outputs(standard, load(tmp, sparse_kernel=True), held)
+    return {"written": True, "file": SPARSE_IR_FILE, "extension": str(library), "layers": rewritten.layers,
+            "skipped": rewritten.skipped, "proof": proof, "vs_standard_int8": agreement}
 
 
 def _rate_candidate(rate_opt: float | str | None, ir_rows: list[Any], *, int8: bool,

@@ -161,3 +161,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def needs_extension(xml: Path) -> bool:
+    """Does this IR use the SparseFullyConnected op (so its Core needs the library added)?"""
+    try:
+        with open(xml, "rb") as fh:
+            return any(b'type="SparseFullyConnected"' in chunk for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return False
+
+
+def add_if_needed(core: object, xml: Path) -> Path | None:
+    """Add the library to ``core`` when ``xml`` needs it (ExtensionError, one line, when it is not built)."""
+    return add_to(core) if needs_extension(Path(xml)) else None

@@ -132,7 +132,10 @@ def probe(xml: Path, config: dict[str, Any], *, batch: int, seq_len: int, static
 def _child(xml: str, config: dict[str, Any], batch: int, seq_len: int, static: bool) -> None:
     import openvino as ov
 
+    from .extension import add_if_needed
+
     core = ov.Core()
+    add_if_needed(core, Path(xml))
     model = core.read_model(xml)
     names = [i.get_any_name() for i in model.inputs]
     if static:

@@ -28,6 +28,8 @@ from .inputs import dummy_inputs
 from .ir import ir_xml, read_model
 from .runtime_config import PRECISION_KEY, SPARSE_KEY, compile_config, parse_rate
 
+SPARSE_IR_FILE = "openvino_model_sparse.xml"  # written by convert --sparse-kernel
+
 SPARSE_EXEC_MARK = "sparse"
 
 
@@ -277,12 +279,19 @@ class LoadedModel:
 
 
 def load(path: str | Path, *, sparse_rate: float | str | None = "config", precision: str | None = None,
-         extra: dict[str, str] | None = None, device: str = "CPU") -> LoadedModel:
-    """Compile a converted folder (or an .xml) with its runtime configuration applied (crash-guarded)."""
+         extra: dict[str, str] | None = None, device: str = "CPU", sparse_kernel: bool = False) -> LoadedModel:
+    """Compile a converted folder (or an .xml) with its runtime configuration applied (crash-guarded).
+
+    ``sparse_kernel``: run the folder's ``openvino_model_sparse.xml`` (pofa-deploy's SparseFullyConnected
+    op; the extension library is added to the Core) instead of ``openvino_model.xml``."""
     import openvino as ov
 
     path = Path(path)
     xml = ir_xml(path)
+    if sparse_kernel and path.is_dir():
+        xml = path / SPARSE_IR_FILE
+        if not xml.is_file():
+            raise InputError(f"{path}: no {SPARSE_IR_FILE}; convert with --int8 --sparse-kernel on to write it")
     if not xml.is_file():
         raise InputError(f"{path}: no OpenVINO IR here (expected openvino_model.xml); "
                          "convert a checkpoint first with pofa-deploy convert")
@@ -291,6 +300,9 @@ def load(path: str | Path, *, sparse_rate: float | str | None = "config", precis
     core = ov.Core()
     if os.environ.get("POFA_OV_CACHE"):
         core.set_property({"CACHE_DIR": os.environ["POFA_OV_CACHE"]})
+    from .extension import add_if_needed
+
+    add_if_needed(core, xml)  # openvino_model_sparse.xml runs pofa-deploy's SparseFullyConnected op
     model = read_model(xml, core)  # a corrupt or truncated IR is a one-line CheckpointError
     names = [i.get_any_name() for i in model.inputs]
     seq = _report_seq_len(folder)

@@ -63,6 +63,7 @@ def conversion_summary(report: dict[str, Any], out: Path) -> str:
         f"(written to {out / 'runtime_config.json'})",
         *([f"  decided by    {report['sparse_decision']['reason']}"] if report.get("sparse_decision") else []),
         f"  this CPU      {status['summary']}",
+        *_sparse_kernel_lines(report.get("sparse_kernel") or {}, out),
     ]
     for name, stats in report["outputs_vs_pytorch"].items():
         if isinstance(stats, dict):
@@ -72,3 +73,15 @@ def conversion_summary(report: dict[str, Any], out: Path) -> str:
                          f"{stats['mean_cosine']:.5f}{agree} on {n} held-back samples")
     lines.append(f"  report        {out / 'pofa_report.json'}")
     return "\n".join(lines)
+
+
+def _sparse_kernel_lines(info: dict[str, Any], out: Path) -> list[str]:
+    if not info.get("written"):
+        return [f"  sparse kernel not written: {info['reason']}"] if info.get("reason") else []
+    agree = info.get("vs_standard_int8", {})
+    shown = "; ".join(f"{name}: max |diff| {v['max_abs_diff']:.4g}" + (
+        f", top-1 agreement {pct(v['top1_agreement'])}" if "top1_agreement" in v else "")
+        for name, v in agree.items() if isinstance(v, dict))
+    return [f"  sparse kernel {out / info['file']}: {len(info['layers'])} Linears run SparseFullyConnected, "
+            f"{info['proof']['codes_checked']:,} i8 codes proven equal to the standard IR's",
+            *([f"  vs INT8 IR    {shown} on {agree['samples']} held-back samples"] if shown else [])]

@@ -83,7 +83,30 @@ def compare_outputs(ckpt: Checkpoint, loaded: Any, feeds: list[dict[str, np.ndar
                 if ref is not None:
                     _accumulate(per_output.setdefault(name, {"max_abs_diff": [], "top1": [], "cosine": []}),
                                 name, got, ref.float().numpy(), mask)
-    summary: dict[str, Any] = {"samples": len(feeds)}
+    return _summary(per_output, len(feeds))
+
+
+def compare_ir_outputs(reference: Any, candidate: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """One IR's outputs against another's (the sparse-kernel IR against the standard INT8 IR) on the same
+    held-back samples: max |diff|, cosine, top-1 agreement. NaN/Inf in the candidate raises."""
+    if not feeds:
+        return {"samples": 0, "note": "no held-back samples (--holdout 0)"}
+    per_output: dict[str, dict[str, list[float]]] = {}
+    for feed in feeds:
+        ref_out, got_out = reference.infer(feed), candidate.infer(feed)
+        mask = feed["attention_mask"].astype(bool)
+        for name, got in got_out.items():
+            if not np.all(np.isfinite(got)):
+                raise VerificationError(f"the sparse-kernel IR produced NaN/Inf for output {name!r} on held-back "
+                                        "calibration samples; it is not written")
+            if name in ref_out:
+                _accumulate(per_output.setdefault(name, {"max_abs_diff": [], "top1": [], "cosine": []}),
+                            name, got, ref_out[name], mask)
+    return _summary(per_output, len(feeds))
+
+
+def _summary(per_output: dict[str, dict[str, list[float]]], samples: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {"samples": samples}
     for name, s in per_output.items():
         summary[name] = {
             "max_abs_diff": round(max(s["max_abs_diff"]), 6),

@@ -72,7 +72,7 @@ def full_run(int8_dir: Path, cache_dir: Path, peak_run: tuple[int, str, str],
     return {"out": out, "stdout": stdout, "stderr": stderr, "raw": raw, "result": BenchmarkResult.from_dict(raw)}
 
 
-ALL = ["pytorch-fp32", "ov-fp32", "ov-bf16", "int8", "int8-sparse"]
+ALL = ["pytorch-fp32", "ov-fp32", "ov-bf16", "int8", "int8-sparse", "int8-pofa-sparse"]
 
 
 def test_every_variant_runs_interleaved(full_run: dict[str, Any]) -> None:
@@ -480,3 +480,47 @@ def test_parity_with_benchmark_app(int8_dir: Path, cache_dir: Path) -> None:
     assert report["agree"], json.dumps(report, indent=2)
     for key in ("median_latency_ms", "throughput"):
         assert 0.9 <= report["ratios"][key] <= 1.1, report
+
+
+# -- pofa-deploy's own sparse kernel, and "as on a Xeon without AMX" ------------------------------------
+
+
+def test_pofa_sparse_variant_runs_the_extension(int8_dir: Path, cache_dir: Path) -> None:
+    options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8, Variant.INT8_POFA_SPARSE), niter=4, rounds=2,
+                               warmup=0, seq_len=(32,), batch=(1, 2), cache_dir=cache_dir)
+    result = benchmark(options)
+    assert result.variants["int8-pofa-sparse"].path.endswith("openvino_model_sparse.xml")
+    for cfg in result.configs:
+        assert list(cfg.results) == ["int8", "int8-pofa-sparse"]
+        pofa = cfg.results["int8-pofa-sparse"]
+        assert pofa.iterations == 4 and pofa.speedup is not None and pofa.speedup.rounds == 2
+        # credited the dense-equivalent work of the same model, so ops/s compare with int8's
+        assert pofa.flops == cfg.results["int8"].flops
+        # OpenVINO's own decompression stays off in both: they differ only in the sparse Linears
+        assert "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" not in result.variants["int8-pofa-sparse"].config
+
+
+def test_pofa_sparse_variant_is_skipped_without_the_file(tmp_path: Path, int8_dir: Path, cache_dir: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(int8_dir, copy, ignore=shutil.ignore_patterns("openvino_model_sparse.*", "benchmark"))
+    options = BenchmarkOptions(model=copy, variants=(Variant.INT8, Variant.INT8_POFA_SPARSE), niter=1, rounds=1,
+                               warmup=0, seq_len=(32,), cache_dir=cache_dir)
+    result = benchmark(options)
+    assert "no openvino_model_sparse.xml" in result.skipped["int8-pofa-sparse"]
+
+
+def test_isa_cap_runs_every_variant_in_a_capped_child(int8_dir: Path, cache_dir: Path) -> None:
+    options = BenchmarkOptions(model=int8_dir, variants=(Variant.INT8, Variant.INT8_SPARSE, Variant.INT8_POFA_SPARSE),
+                               niter=2, rounds=1, warmup=0, seq_len=(32,), cache_dir=cache_dir, isa="avx512_vnni")
+    result = benchmark(options)
+    # the child set the cap before OpenVINO loaded; its environment record says so
+    assert result.environment["onednn_max_cpu_isa"] == "AVX512_CORE_VNNI"
+    assert result.options["isa"] == "avx512_vnni"
+    assert "fails to compile" in result.skipped["int8-sparse"]
+    assert list(result.configs[0].results) == ["int8", "int8-pofa-sparse"]
+    for name in ("int8", "int8-pofa-sparse"):
+        assert result.variants[name].config["INFERENCE_PRECISION_HINT"] == "f32"
+        assert result.configs[0].results[name].compiled["INFERENCE_PRECISION_HINT"] == "f32"
+    assert any("ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI" in note for note in result.notes)

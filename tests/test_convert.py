@@ -205,3 +205,64 @@ def test_option_validation(field, value, message):
 def test_seq_len_beyond_model_limit(tiny_checkpoint, tmp_path):
     with pytest.raises(InputError, match="max_position_embeddings"):
         convert(_opts(tiny_checkpoint(), tmp_path / "out", seq_len=4096))
+
+
+# -- the sparse-kernel IR (openvino_model_sparse.xml) ---------------------------------------------------
+
+
+def test_sparse_kernel_ir_is_written_proven_and_compared(tiny_checkpoint, tmp_path):
+    from pofa_deploy import sparse_kernel
+    from pofa_deploy.runtime import SPARSE_IR_FILE
+
+    out = tmp_path / "out"
+    report = convert(_opts(tiny_checkpoint("bert"), out))  # --sparse-kernel auto, a 90% sparse encoder
+    info = report.sparse_kernel
+    assert info["written"] and (out / SPARSE_IR_FILE).is_file() and (out / "openvino_model_sparse.bin").is_file()
+    assert len(info["layers"]) == 12 and all(la["sparsity"] >= 0.7 for la in info["layers"])
+    assert info["proof"]["layers"] == 12 and info["proof"]["codes_checked"] > 0
+    agree = info["vs_standard_int8"]["logits"]
+    assert agree["top1_agreement"] == 1.0 and agree["mean_cosine"] > 0.999
+    # the standard IR is untouched (optimum-intel loads it): no custom op in it
+    assert "SparseFullyConnected" not in (out / "openvino_model.xml").read_text()
+    # the proof is independent of convert: unpacking gives the standard IR's codes back
+    assert sparse_kernel.verify(out / SPARSE_IR_FILE, out / "openvino_model.xml")["layers"] == 12
+    m = load(out, sparse_kernel=True)
+    assert m.xml is not None and m.xml.name == SPARSE_IR_FILE and m.infer(_feed(m))
+
+
+def _feed(m):
+    from pofa_deploy.inputs import dummy_inputs
+
+    return dummy_inputs(m.input_names, batch=2, seq_len=24)
+
+
+def test_sparse_kernel_modes(tiny_checkpoint, tmp_path):
+    off = convert(_opts(tiny_checkpoint(), tmp_path / "off", sparse_kernel="off"))
+    assert not off.sparse_kernel["written"] and "off" in off.sparse_kernel["reason"]
+    assert not (tmp_path / "off" / "openvino_model_sparse.xml").exists()
+    dense = convert(_opts(tiny_checkpoint(sparsity=0.0), tmp_path / "dense"))
+    assert not dense.sparse_kernel["written"] and "below 70%" in dense.sparse_kernel["reason"]
+    with pytest.raises(InputError, match="--sparse-kernel on needs --int8"):
+        convert(_opts(tiny_checkpoint(), tmp_path / "fp32", int8=False, sparse_kernel="on"))
+    assert not (tmp_path / "fp32").exists()
+
+
+def test_sparse_kernel_ir_with_a_changed_code_is_not_written(tiny_checkpoint, tmp_path, monkeypatch):
+    """The guard: a packed value that differs from the standard IR's code aborts, nothing at OUT."""
+    import numpy as np
+
+    from pofa_deploy import sparse_kernel
+
+    real = sparse_kernel.to_csr
+
+    def corrupt(codes):
+        values, indices, row_ptr = real(codes)
+        values = values.copy()
+        values[0] = np.int8(values[0] + 1 if values[0] < 127 else values[0] - 1)
+        return values, indices, row_ptr
+
+    monkeypatch.setattr(sparse_kernel, "to_csr", corrupt)
+    out = tmp_path / "out"
+    with pytest.raises(SparsityLostError, match="differ from the standard IR"):
+        convert(_opts(tiny_checkpoint(), out))
+    assert not out.exists() and not _no_partials(out)

@@ -6,12 +6,17 @@ Variants (``--variants``), all on the same inputs and shapes:
   ov-bf16       the same IR with INFERENCE_PRECISION_HINT=bf16 (needs avx512_bf16 or amx_bf16)
   int8          the converted INT8 IR with sparse-weight decompression OFF
   int8-sparse   the same IR with decompression ON (rate from runtime_config.json or --sparse-rate)
+  int8-pofa-sparse  openvino_model_sparse.xml: the sparse Linears on pofa-deploy's SparseFullyConnected
+                op (C++ extension), the rest as int8
   int8-dense    a dense model's INT8 IR (--dense), for "sparse INT8 vs dense INT8"
 
 Noise: the variants run in interleaved rounds (A B C A B C ...), each round a fixed share of the
 time (-t) or iteration (-niter) budget, so a slow phase of the machine hits all of them alike; the
 speed-up of each variant over the baseline is computed per round and reported as the median with
 its interquartile range and extremes (see DEFINITIONS, which every result carries).
+
+``--isa avx512_vnni`` runs every variant as on a Xeon without AMX: the run moves into a child process
+with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (it must be set before OpenVINO loads) and f32 for non-INT8 ops.
 
 Knobs mirror benchmark_app (-api, -hint, -nstreams, -nireq, -nthreads, -b, -shape, -t, -niter,
 -load_config, -latency_percentile, -pc, -json_stats) with the same meanings. ``--peak`` measures this

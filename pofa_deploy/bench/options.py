@@ -35,7 +35,21 @@ class Variant(StrEnum):
     OV_BF16 = "ov-bf16"
     INT8 = "int8"
     INT8_SPARSE = "int8-sparse"
+    INT8_POFA_SPARSE = "int8-pofa-sparse"
     INT8_DENSE = "int8-dense"
+
+
+class Isa(StrEnum):
+    """--isa: the instruction set the variants may use. avx512_vnni runs them as on a Xeon without AMX
+    (Cascade Lake, Ice Lake): oneDNN capped with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI, which must be set
+    before OpenVINO loads (so the run happens in a child process), and f32 for non-INT8 ops (under the cap
+    BF16 falls back to a slow reference GEMM)."""
+
+    NATIVE = "native"
+    AVX512_VNNI = "avx512_vnni"
+
+
+ISA_CAP = {Isa.AVX512_VNNI: "AVX512_CORE_VNNI"}
 
 
 VARIANT_DESCRIPTIONS: dict[Variant, str] = {
@@ -44,6 +58,7 @@ VARIANT_DESCRIPTIONS: dict[Variant, str] = {
     Variant.OV_BF16: "OpenVINO FP32 IR of the source, INFERENCE_PRECISION_HINT=bf16",
     Variant.INT8: "converted INT8 IR, sparse-weight decompression off",
     Variant.INT8_SPARSE: "converted INT8 IR, sparse-weight decompression on",
+    Variant.INT8_POFA_SPARSE: "openvino_model_sparse.xml: sparse Linears on pofa-deploy's SparseFullyConnected op",
     Variant.INT8_DENSE: "INT8 IR of the dense model given with --dense",
 }
 
@@ -59,8 +74,8 @@ class BenchmarkOptions:
         None, positional=True, help="converted output folder (pofa-deploy convert MODEL -o OUT)")
     variants: tuple[Variant, ...] = option(
         (), flags=("--variants",), metavar="V[,V...]",
-        help="comma list of pytorch-fp32, ov-fp32, ov-bf16, int8, int8-sparse, int8-dense (default: all of "
-             "them that apply; int8-dense needs --dense)")
+        help="comma list of pytorch-fp32, ov-fp32, ov-bf16, int8, int8-sparse, int8-pofa-sparse, int8-dense "
+             "(default: all of them that apply; int8-dense needs --dense)")
     api: Api | None = option(
         None, flags=("-api", "--api"),
         help="sync: one request, latency figures; async: nireq requests in flight, throughput (default: "
@@ -143,6 +158,10 @@ class BenchmarkOptions:
         None, flags=("--cache-dir",),
         help="cache for the peak and converted FP32/dense IRs (default: $POFA_CACHE_DIR or "
              "~/.cache/pofa-deploy)")
+    isa: Isa = option(
+        Isa.NATIVE, flags=("--isa",),
+        help="native, or avx512_vnni: every variant runs as on a CPU without AMX (oneDNN capped, f32 for "
+             "non-INT8 ops; in a child process)")
     quiet: bool = option(False, flags=("-q", "--quiet"), help="no progress display")
 
     def __post_init__(self) -> None:

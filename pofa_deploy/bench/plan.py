@@ -20,7 +20,7 @@ from ..errors import InputError, PofaError
 from ..ir import REPORT_FILE, ir_xml, is_int8_ir, is_ir, read_report
 from ..progress import Progress
 from ..runtime_config import PRECISION_KEY, RUNTIME_CONFIG, SPARSE_KEY, parse_rate, read_runtime_config
-from .options import BenchmarkOptions, Variant, cache_root, option_flag
+from .options import ISA_CAP, BenchmarkOptions, Isa, Variant, cache_root, option_flag
 
 BASELINE_ORDER = (Variant.PYTORCH_FP32, Variant.OV_FP32, Variant.INT8_DENSE, Variant.INT8)
 
@@ -81,8 +81,12 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
     for v8 in (Variant.INT8, Variant.INT8_SPARSE):
         if v8 in wanted:
             _plan_int8(inp, v8, result)
+    if Variant.INT8_POFA_SPARSE in wanted:
+        _plan_pofa_sparse(inp, result)
     if Variant.INT8_DENSE in wanted and inp.dense is not None:
         _plan_dense(inp, inp.dense, result)
+    if options.isa is not Isa.NATIVE:
+        _cap_isa(options.isa, result)
     result.sources = {v: result.sources[v] for v in Variant if v in result.sources}
     if not result.sources:
         raise InputError("no variant can run here: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))
@@ -194,6 +198,40 @@ def _plan_int8(inp: _Inputs, v8: Variant, result: Plan) -> None:
             return
         cfg[SPARSE_KEY] = str(rate)
     result.sources[v8] = Source(variant=v8, xml=inp.xml, config=cfg, sparse_rate=rate)
+
+
+def _plan_pofa_sparse(inp: _Inputs, result: Plan) -> None:
+    """int8-pofa-sparse: the folder's openvino_model_sparse.xml on pofa-deploy's SparseFullyConnected op,
+    compiled like int8 (OpenVINO's own decompression off), so the two differ only in the sparse Linears."""
+    from ..extension import ExtensionError, extension_path
+    from ..runtime import SPARSE_IR_FILE
+
+    v = Variant.INT8_POFA_SPARSE
+    xml = inp.folder / SPARSE_IR_FILE
+    if not xml.is_file():
+        result.skipped[v] = (f"no {SPARSE_IR_FILE} in {inp.folder}: convert with --int8 (--sparse-kernel auto "
+                             "writes it for >= 70% sparse encoders, on always)")
+        return
+    try:
+        extension_path()
+    except ExtensionError as exc:
+        result.skipped[v] = str(exc)
+        return
+    cfg = {k: val for k, val in inp.runtime_cfg.items() if k != SPARSE_KEY}
+    result.sources[v] = Source(variant=v, xml=xml, config=cfg)
+
+
+def _cap_isa(isa: Isa, result: Plan) -> None:
+    """--isa avx512_vnni: f32 for every variant's non-INT8 ops; BF16 and AMX decompression cannot run."""
+    for v, why in ((Variant.OV_BF16, "BF16 falls back to a slow reference GEMM"),
+                   (Variant.INT8_SPARSE, "OpenVINO's sparse decompression needs AMX and fails to compile")):
+        if result.sources.pop(v, None) is not None:
+            result.skipped[v] = f"--isa {isa.value} (oneDNN capped at {ISA_CAP[isa]}): {why}"
+    for source in result.sources.values():
+        if source.variant is not Variant.PYTORCH_FP32:
+            source.config[PRECISION_KEY] = "f32"
+    result.notes.append(f"--isa {isa.value}: ONEDNN_MAX_CPU_ISA={ISA_CAP[isa]} and INFERENCE_PRECISION_HINT=f32 "
+                        "for every OpenVINO variant, as on a Xeon without AMX")
 
 
 def _plan_dense(inp: _Inputs, dense: Path, result: Plan) -> None:

@@ -22,7 +22,7 @@ SCHEMA = "pofa-deploy-benchmark/1"
 # Which measured ceiling each variant's achieved ops/s is compared with.
 PEAK_PRECISION: dict[Variant, str] = {
     Variant.PYTORCH_FP32: "fp32", Variant.OV_FP32: "fp32", Variant.OV_BF16: "bf16",
-    Variant.INT8: "int8", Variant.INT8_SPARSE: "int8", Variant.INT8_DENSE: "int8",
+    Variant.INT8: "int8", Variant.INT8_SPARSE: "int8", Variant.INT8_POFA_SPARSE: "int8", Variant.INT8_DENSE: "int8",
 }
 
 DEFINITIONS: dict[str, str] = {

@@ -10,6 +10,7 @@ alike; speed-ups are computed round by round (see result.DEFINITIONS).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import environment
+from ..errors import PofaError
+from ..extension import add_to, needs_extension
 from ..probe import needs_probe, probe
 from ..progress import Progress, silent
 from ..runtime import IREligibility, ir_eligibility, sparse_status
@@ -26,9 +29,11 @@ from .inputs import feed_for_torch
 from .options import (
     DEFAULT_PEAK_SHAPE,
     DEFAULT_TIME_S,
+    ISA_CAP,
     VARIANT_DESCRIPTIONS,
     Api,
     BenchmarkOptions,
+    Isa,
     Variant,
     cache_root,
 )
@@ -49,7 +54,7 @@ from .stats import bootstrap_ratio_ci, interleave, latency_stats, percentile, qu
 from .stats import spread as spread_of
 
 SETTLE_S = 0.02  # pause between variants' rounds: lets the previous one's worker threads go idle
-INT8_VARIANTS = (Variant.INT8, Variant.INT8_SPARSE, Variant.INT8_DENSE)
+INT8_VARIANTS = (Variant.INT8, Variant.INT8_SPARSE, Variant.INT8_POFA_SPARSE, Variant.INT8_DENSE)
 
 
 @dataclass(kw_only=True)
@@ -73,6 +78,8 @@ class _Run:
 def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) -> BenchmarkResult:
     """Run the benchmark (and/or --peak) and return every figure."""
     say = progress or silent
+    if options.isa is not Isa.NATIVE and os.environ.get("ONEDNN_MAX_CPU_ISA") != ISA_CAP[options.isa]:
+        return _in_capped_child(options, say)
     started = time.perf_counter()
     the_plan = plan(options, say=say)
     result = BenchmarkResult(kind="peak", environment=environment.record(threads=options.threads))
@@ -85,7 +92,10 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
     import openvino as ov
 
     rounds = options.rounds if options.niter is None else min(options.rounds, options.niter)
-    run = _Run(options=options, plan=the_plan, api=api, peak=result.peak, say=say, started=started, core=ov.Core(),
+    core = ov.Core()
+    if any(s.xml is not None and needs_extension(s.xml) for s in the_plan.sources.values()):
+        add_to(core)  # int8-pofa-sparse: pofa-deploy's SparseFullyConnected op
+    run = _Run(options=options, plan=the_plan, api=api, peak=result.peak, say=say, started=started, core=core,
                rounds=rounds,
                per_round_s=(options.time or DEFAULT_TIME_S) / rounds if options.niter is None else None,
                iter_split=split_budget(options.niter, rounds) if options.niter is not None else None)
@@ -97,6 +107,32 @@ def benchmark(options: BenchmarkOptions, *, progress: Progress | None = None) ->
         result.configs.append(cfg)
     result.seconds = round(time.perf_counter() - started, 2)
     return result
+
+
+def _in_capped_child(options: BenchmarkOptions, say: Progress) -> BenchmarkResult:
+    """--isa: oneDNN reads ONEDNN_MAX_CPU_ISA once, when OpenVINO loads, so the whole run happens in a child
+    process started with it; the child's result comes back as JSON (its progress goes to our stderr)."""
+    import json
+    import subprocess
+    import sys
+
+    cap = ISA_CAP[options.isa]
+    say(f"--isa {options.isa.value}: running every variant in a child process with ONEDNN_MAX_CPU_ISA={cap}")
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    code = ("import json, sys; from pofa_deploy.bench.options import BenchmarkOptions; "
+            "from pofa_deploy.bench.run import benchmark; from pofa_deploy.progress import printer; "
+            "o = BenchmarkOptions(**json.loads(sys.argv[1])); "
+            "r = benchmark(o, progress=printer(quiet=o.quiet)); print('POFA-RESULT ' + json.dumps(r.to_dict()))")
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap,
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(fields, default=str)], env=env,
+                          stdout=subprocess.PIPE, text=True)
+    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("POFA-RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise PofaError(f"--isa {options.isa.value}: the capped child process failed (exit {proc.returncode}); "
+                        "run it again with POFA_DEBUG=1 to see why")
+    return BenchmarkResult.from_dict(json.loads(line[len("POFA-RESULT "):]))
 
 
 def _peak(options: BenchmarkOptions, say: Progress) -> dict[str, Any] | None:
@@ -154,8 +190,10 @@ def _run_config(run: _Run, tag: str, batch: int, seq_len: int) -> ConfigResult:
     cfg = ConfigResult(batch=batch, seq_len=seq_len, api=run.api.value, rounds=run.rounds)
     run.say(f"{tag}: compiling {len(run.plan.sources)} variants")
     runners = _build_runners(run, cfg, tag, batch, seq_len)
+    # the work of the folder's model; int8-pofa-sparse is credited the same (dense-equivalent) work, since
+    # graph_flops cannot see inside its SparseFullyConnected nodes
     flops_ref = next((r.flops for r in runners.values() if isinstance(r, OVRunner)
-                      and r.variant is not Variant.INT8_DENSE), None)
+                      and r.variant not in (Variant.INT8_DENSE, Variant.INT8_POFA_SPARSE)), None)
     prepared: dict[str, dict[str, Any]] = {}
     for name, runner in runners.items():
         run.say(f"{tag}: warming up {name}")
@@ -204,7 +242,7 @@ def _warm_up(run: _Run, runner: Any, batch: int, seq_len: int, flops_ref: Any) -
     if not isinstance(runner, OVRunner):
         entry["flops"] = flops_ref
         return entry
-    entry["flops"] = runner.flops
+    entry["flops"] = flops_ref if runner.variant is Variant.INT8_POFA_SPARSE and flops_ref else runner.flops
     entry["inputs"] = runner.inputs_how
     source = run.plan.sources[runner.variant]
     if runner.variant in INT8_VARIANTS:
