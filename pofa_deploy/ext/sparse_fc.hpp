@@ -1,7 +1,8 @@
 // SparseFullyConnected: a quantised Linear whose i8 weights are stored compressed (CSR) and run by a
 // sparse int8 kernel. It replaces NNCF's  FakeQuantize(x) -> MatMul(i8 weights * scale) [-> Add(bias)].
 //
-// Inputs (1-6 must be constants; they are packed once per op instance at the first evaluate):
+// Inputs (1-6 must be constants; they are checked when the op is validated and packed into the
+// kernel's layout once per op instance, at the first evaluate):
 //   0  x        f32 [..., K]   the activation *before* the FakeQuantize (any rank >= 1, dynamic dims)
 //   1  values   i8  [nnz]      the nonzero i8 weight codes, row by row (row n = output channel n)
 //   2  indices  i32 [nnz]      their K positions, strictly increasing within a row
@@ -18,8 +19,13 @@
 // per-channel constant instead of being subtracted from every activation.
 //
 // Environment, read when the op is validated (model read / compiled): POFA_SPARSE_KERNEL=auto (default:
-// VNNI when the CPU has it) | generic | vnni (error if the CPU lacks AVX-512 VNNI). Threads come from OpenVINO's pool (ov::parallel_for), so the plugin's
-// INFERENCE_NUM_THREADS applies.
+// VNNI when the CPU has it) | generic | vnni (error if the CPU lacks AVX-512 VNNI). Threads come from
+// OpenVINO's pool (ov::parallel_for), so the plugin's INFERENCE_NUM_THREADS applies.
+//
+// How the CPU plugin runs it (OpenVINO 2026.4): as a "Reference" node that calls evaluate() with the
+// input tensors on every inference (constants included, same memory each time), after re-running
+// validate_and_infer_types on a clone for shape inference; so validation stays cheap and the packed
+// weights are cached in the op.
 #pragma once
 
 #include <memory>
