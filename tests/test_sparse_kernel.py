@@ -287,6 +287,55 @@ def test_rewritten_tiny_model_matches_standard_int8(ext_lib, int8_ir, tmp_path, 
                 assert float(np.mean(top_a == top_b)) >= 0.95, (name, config)
 
 
+@pytest.fixture(scope="session")
+def odd_dims_checkpoint(tmp_path_factory):
+    """``odd_dims_checkpoint(arch)``: a tiny 90%-sparse checkpoint whose hidden (72) and intermediate
+    (200) sizes are not multiples of 64 (the conftest models' are), built with synth's helpers."""
+    from pofa_deploy.synth import Arch, build_model, make_config, save_tokenizer, vocabulary
+
+    cache: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in cache:
+            tiny = Arch.TINY_DISTILBERT if arch == "distilbert" else Arch.TINY_BERT
+            cfg = make_config(tiny, num_labels=3)
+            if arch == "distilbert":
+                cfg.dim, cfg.hidden_dim = 72, 200
+            else:
+                cfg.hidden_size, cfg.intermediate_size = 72, 200
+            folder = tmp_path_factory.mktemp(f"odd-{arch}")
+            build_model(cfg, Task.TEXT_CLASSIFICATION, sparsity=0.9, seed=3).save_pretrained(str(folder))
+            save_tokenizer(folder, vocabulary(cfg.vocab_size), max_length=cfg.max_position_embeddings)
+            cache[arch] = folder
+        return cache[arch]
+
+    return make
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "bert"])
+def test_odd_dims_model_matches_standard_int8(ext_lib, odd_dims_checkpoint, tmp_path, arch):
+    import openvino as ov
+
+    from pofa_deploy.convert import ConvertOptions, convert
+
+    out = tmp_path / "out"
+    convert(ConvertOptions(model=str(odd_dims_checkpoint(arch)), output=out, int8=True, **FAST))
+    core = _core(ext_lib)
+    standard = core.read_model(str(out / "openvino_model.xml"))
+    result = sk.rewrite(standard)
+    shapes = {tuple(layer["shape"]) for layer in result.layers}
+    assert result.replaced == 12 and shapes == {(72, 72), (200, 72), (72, 200)}
+    xml = tmp_path / f"{sk.SPARSE_IR_NAME}.xml"
+    ov.save_model(result.model, str(xml), compress_to_fp16=False)
+    assert sk.verify(xml, out / "openvino_model.xml")["layers"] == 12
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    a, b = core.compile_model(standard, "CPU", config), core.compile_model(core.read_model(str(xml)), "CPU", config)
+    for feed in _feeds(standard, lengths=(5, 33)):
+        ya, yb = a(feed)[0], b(feed)[0]
+        assert float(np.abs(ya - yb).max()) <= 1e-3 * (float(np.abs(ya).max()) + 1e-6)
+        assert np.array_equal(ya.argmax(-1), yb.argmax(-1))
+
+
 def test_dense_model_is_not_rewritten_in_auto_mode(int8_ir, tiny_checkpoint, tmp_path):
     import openvino as ov
 
