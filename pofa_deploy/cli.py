@@ -43,6 +43,7 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (errors.HubError, 4, "error"),
     (errors.SparsityLostError, 5, "error"),
     (errors.VerificationError, 5, "error"),
+    (errors.ExtensionError, 6, "error"),
     (errors.PofaError, 1, "error"),
     (KeyboardInterrupt, 130, "interrupted"),
 ]

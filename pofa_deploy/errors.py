@@ -43,3 +43,7 @@ class VerificationError(PofaError):
 
 class HubError(PofaError):
     """A hub id was given but the hub cannot be reached or does not have it."""
+
+
+class ExtensionError(PofaError):
+    """pofa-deploy's SparseFullyConnected library is missing, stale or cannot be built."""

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import PofaError
+from .errors import ExtensionError, PofaError
 
 PACKAGE = Path(__file__).resolve().parent
 SOURCES = PACKAGE / "ext"
@@ -32,8 +32,6 @@ ENV_OVERRIDE = "POFA_SPARSE_EXT"  # a prebuilt library to use instead (not check
 FIX = "run `.venv/bin/python -m pofa_deploy.extension build` (needs cmake and a C++17 compiler)"
 
 
-class ExtensionError(PofaError):
-    """The SparseFullyConnected library is missing, stale or cannot be built."""
 
 
 def _openvino_version() -> str:
@@ -166,8 +164,7 @@ if __name__ == "__main__":
 def needs_extension(xml: Path) -> bool:
     """Does this IR use the SparseFullyConnected op (so its Core needs the library added)?"""
     try:
-        with open(xml, "rb") as fh:
-            return any(b'type="SparseFullyConnected"' in chunk for chunk in iter(lambda: fh.read(1 << 20), b""))
+        return b'type="SparseFullyConnected"' in Path(xml).read_bytes()  # IR XML: a few MB at most
     except OSError:
         return False
 

@@ -262,3 +262,13 @@ def test_int8_convert_stdout_is_only_the_summary(tiny_checkpoint, tmp_path):
     for noise in ("Statistics collection", "Applying", "INFO:nncf", "━"):
         assert noise not in proc.stdout
     assert "Statistics collection" in proc.stderr  # the progress is still shown, on stderr
+
+
+def test_missing_sparse_kernel_library_is_exit_6(capsys, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("POFA_SPARSE_EXT", str(tmp_path / "no-such-lib.so"))
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "convert", str(tiny_checkpoint()), "-o", str(out), "--int8", "--samples", "8",
+                       "--seq-len", "32", "--sparse-kernel", "on")
+    assert code == 6
+    assert_one_line_error(code, err, "POFA_SPARSE_EXT")
+    assert not out.exists()
