@@ -105,12 +105,17 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": head, "dirty": bool(dirty)}
 
 
+def command_line() -> str:
+    """The command this process runs, as typed (program name without its path)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+
+
 def record(*, threads: int | None = None) -> dict[str, Any]:
     """The environment record (JSON-ready). ``threads``: the threads the measurement used."""
     flags = cpu_flags()
     return {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": command_line(),
         "cpu_model": cpu_model(),
         "cpu_flags_of_interest": sorted(f for f in FLAGS_OF_INTEREST if f in flags),
         "cpu_flags": sorted(flags),

@@ -132,7 +132,9 @@ def _in_capped_child(options: BenchmarkOptions, say: Progress) -> BenchmarkResul
     if proc.returncode != 0 or line is None:
         raise PofaError(f"--isa {options.isa.value}: the capped child process failed (exit {proc.returncode}); "
                         "run it again with POFA_DEBUG=1 to see why")
-    return BenchmarkResult.from_dict(json.loads(line[len("POFA-RESULT "):]))
+    result = BenchmarkResult.from_dict(json.loads(line[len("POFA-RESULT "):]))
+    result.environment["command"] = environment.command_line()  # this command, not the child's "-c ..."
+    return result
 
 
 def _peak(options: BenchmarkOptions, say: Progress) -> dict[str, Any] | None:
