@@ -56,14 +56,17 @@ def _const_array(node: Any) -> np.ndarray:
     return np.array(node.get_data(), copy=True)
 
 
-def _weight_chain(node: Any) -> tuple[Any, np.ndarray | None] | None:
-    """Follow a MatMul's weight input to its Constant; None when it is an activation."""
+def _weight_chain(node: Any, *, any_layout: bool = False) -> tuple[Any, np.ndarray | None] | None:
+    """Follow a MatMul's weight input to its Constant; None when it is an activation.
+
+    ``any_layout`` also follows Transpose and FakeQuantize (weights of other exporters' IRs): enough to
+    tell a weight from an activation (FLOP counting), not to read its zeros, so ir_weights leaves it off."""
     zero_point = None
     for _ in range(8):
         kind = node.get_type_name()
         if kind == "Constant":
             return node, zero_point
-        if kind == "Convert":
+        if kind == "Convert" or (any_layout and kind in ("Transpose", "FakeQuantize")):
             node = node.input_value(0).get_node()
             continue
         if kind in ("Multiply", "Subtract"):
@@ -80,6 +83,11 @@ def _weight_chain(node: Any) -> tuple[Any, np.ndarray | None] | None:
             continue
         return None
     return None
+
+
+def is_weight(node: Any) -> bool:
+    """A MatMul input that is a (dequantised, reshaped, transposed) constant rather than an activation."""
+    return _weight_chain(node, any_layout=True) is not None
 
 
 def _strip_convert(node: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..ir import is_weight
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,7 @@ def graph_flops(model: Any) -> Flops:
             n_out = int(np.prod([int(d.get_length()) for d in out], dtype=np.int64))
             work = 2 * n_out * k
             b_node = op.input_value(1).get_node()
-            if _is_weight(b_node):
+            if is_weight(b_node):
                 linear += work
             else:
                 attention += work
@@ -57,20 +58,3 @@ def graph_flops(model: Any) -> Flops:
             sk, dv = k_dims[-2], v_dims[-1]
             attention += 2 * batch * sq * sk * d + 2 * batch * sq * sk * dv
     return Flops(linear=int(linear), attention=int(attention), total=int(linear + attention))
-
-
-def _is_weight(node: Any) -> bool:
-    """A MatMul input that is a (dequantised) constant rather than an activation."""
-    for _ in range(8):
-        kind = node.get_type_name()
-        if kind == "Constant":
-            return True
-        if kind in ("Convert", "Reshape", "Transpose", "FakeQuantize"):
-            node = node.input_value(0).get_node()
-            continue
-        if kind in ("Multiply", "Subtract"):
-            a, b = (node.input_value(i).get_node() for i in range(2))
-            node = a if b.get_type_name() == "Constant" else b
-            continue
-        return False
-    return False
