@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("pofa_deploy.synth", "write a seeded synthetic PoFA-shaped sparse checkpoint"),
     "evaluate": ("pofa_deploy.evaluate", "SST-2/MNLI/QQP/QNLI/SQuAD scores of a checkpoint or an IR"),
     "finetune": ("pofa_deploy.finetune", "fine-tune on GLUE keeping every zero (distillation, pruning)"),
+    "tune": ("pofa_deploy.tune", "measure here which model file, precision and streams run fastest; write them"),
     "benchmark": ("pofa_deploy.bench", "time PyTorch/OpenVINO FP32, BF16 and INT8 with/without sparse kernels"),
     "demo": ("pofa_deploy.demo", "offline end-to-end run on a real pretrained BERT (all-MiniLM-L6-v2)"),
 }

@@ -224,7 +224,7 @@ def main(options: DemoOptions) -> int:
 pofa-deploy demo: {r['model']}
   zeros           {z['zeros_before']:,} in the pruned checkpoint, {z['zeros_lost']} lost in INT8, \
 {z['new_zeros_from_rounding']:,} new from rounding ({z['layers_checked']} layers checked)
-  sparse rate     {r['sparse_rate'] if r['sparse_rate'] is not None else 'off'}: {r['sparse_decision']}
+  sparse rate     {r['sparse_decision']}
   latency         batch 1, seq {lat['seq_len']}: dense FP32 PyTorch {lat['median_ms']['pytorch-fp32-dense']:.2f} ms, \
 INT8 IR {lat['median_ms']['openvino-int8-sparse']:.2f} ms (median of {lat['iterations_per_variant']}); \
 {sp['median']:.1f}x [per-round range {sp['min']:.1f}-{sp['max']:.1f}, {sp['rounds']} rounds]

@@ -207,9 +207,15 @@ class LoadedModel:
     model: Any = None
     device: str = "CPU"
     notes: list[str] = field(default_factory=list)
+    tuned: dict[str, Any] | None = None  # tune_report.json's choice, when load() followed it
     _checked: set[tuple[int, int]] = field(default_factory=set, repr=False)
     _warm_shape: tuple[int, int] | None = field(default=None, repr=False)
     _status: dict[tuple[int, int], SparseStatus] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_file(self) -> str:
+        """The IR file this model runs (openvino_model.xml or openvino_model_sparse.xml)."""
+        return self.xml.name if self.xml is not None else self.path.name
 
     @property
     def sparse_rate(self) -> float | None:
@@ -279,14 +285,19 @@ class LoadedModel:
 
 
 def load(path: str | Path, *, sparse_rate: float | str | None = "config", precision: str | None = None,
-         extra: dict[str, str] | None = None, device: str = "CPU", sparse_kernel: bool = False) -> LoadedModel:
+         extra: dict[str, str] | None = None, device: str = "CPU", sparse_kernel: bool | None = None) -> LoadedModel:
     """Compile a converted folder (or an .xml) with its runtime configuration applied (crash-guarded).
 
     ``sparse_kernel``: run the folder's ``openvino_model_sparse.xml`` (pofa-deploy's SparseFullyConnected
-    op; the extension library is added to the Core) instead of ``openvino_model.xml``."""
+    op; the extension library is added to the Core) instead of ``openvino_model.xml``. None (default):
+    the file ``tune_report.json`` names when ``pofa-deploy tune`` has run on the folder, else the standard
+    IR; ``LoadedModel.model_file`` and a note say which."""
     import openvino as ov
 
     path = Path(path)
+    tuned = tuned_choice(path) if sparse_kernel is None and path.is_dir() else None
+    if tuned is not None:
+        sparse_kernel = tuned.get("model_file") == SPARSE_IR_FILE
     xml = ir_xml(path)
     if sparse_kernel and path.is_dir():
         xml = path / SPARSE_IR_FILE
@@ -310,11 +321,29 @@ def load(path: str | Path, *, sparse_rate: float | str | None = "config", precis
                                              device=device)
     loaded = LoadedModel(folder, compiled, used, names, xml=xml, core=core, model=model, device=device)
     loaded._checked.add((1, seq))
+    if tuned is not None:
+        loaded.tuned = tuned
+        loaded.notes.append(f"{folder / 'tune_report.json'}: runs {xml.name} as tuned ({tuned.get('winner')})")
     if reason:
         note = f"{xml}: sparse-weight decompression switched off for this model: {reason}"
         loaded.notes.append(note)
         warn(note)
     return loaded
+
+
+def tuned_choice(folder: Path) -> dict[str, Any] | None:
+    """What ``pofa-deploy tune`` chose for ``folder`` (its tune_report.json), or None when it has not run
+    there, the report is unreadable, or the file it names is missing."""
+    import json
+
+    file = folder / "tune_report.json"
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or not (folder / str(report.get("model_file"))).is_file():
+        return None
+    return {k: report.get(k) for k in ("model_file", "winner", "variant", "properties")}
 
 
 def _report_seq_len(folder: Path) -> int:

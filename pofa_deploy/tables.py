@@ -72,6 +72,8 @@ def conversion_summary(report: dict[str, Any], out: Path) -> str:
             lines.append(f"  vs PyTorch    {name}: max |diff| {stats['max_abs_diff']:.4g}, cosine "
                          f"{stats['mean_cosine']:.5f}{agree} on {n} held-back samples")
     lines.append(f"  report        {out / 'pofa_report.json'}")
+    lines.append(f"  deploy        on the deployment machine run pofa-deploy tune {out} (the decision above is "
+                 "this machine's)")
     return "\n".join(lines)
 
 

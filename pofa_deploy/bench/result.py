@@ -263,15 +263,16 @@ class VariantInfo:
     path: str
     config: dict[str, Any]
     note: str = ""
+    tuned: bool = False  # what tune_report.json chose (and pofa_deploy.load runs)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"description": self.description, "path": self.path, "config": dict(self.config)}
-        return out | ({"note": self.note} if self.note else {})
+        return out | ({"note": self.note} if self.note else {}) | ({"tuned": True} if self.tuned else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VariantInfo:
         return cls(description=data["description"], path=data["path"], config=dict(data["config"]),
-                   note=data.get("note", ""))
+                   note=data.get("note", ""), tuned=bool(data.get("tuned", False)))
 
 
 @dataclass(kw_only=True)

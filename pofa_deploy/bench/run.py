@@ -185,6 +185,22 @@ def _describe(result: BenchmarkResult, options: BenchmarkOptions, the_plan: Plan
                        for v, s in the_plan.sources.items()}
     result.skipped = {str(k): v for k, v in the_plan.skipped.items()}
     result.notes = the_plan.notes
+    _mark_tuned(result, the_plan)
+
+
+def _mark_tuned(result: BenchmarkResult, the_plan: Plan) -> None:
+    """The variant ``pofa-deploy tune`` chose for this folder (tune_report.json), flagged and noted."""
+    from ..runtime import tuned_choice
+
+    tuned = tuned_choice(the_plan.folder) if the_plan.folder is not None else None
+    if tuned is None:
+        return
+    info = result.variants.get(str(tuned.get("variant")))
+    if info is not None:
+        info.tuned = True
+    props = ", ".join(f"{k}={v}" for k, v in (tuned.get("properties") or {}).items())
+    the_plan.notes.append(f"tuned: {tuned.get('winner')} ({tuned.get('model_file')}; {props}) is what "
+                          "pofa_deploy.load runs" + ("" if info is not None else "; that variant is not in this run"))
 
 
 def _run_config(run: _Run, tag: str, batch: int, seq_len: int) -> ConfigResult:

@@ -5,7 +5,7 @@ demo and convert's sparse decision use the same functions as the benchmark."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -94,3 +94,24 @@ def split_budget(total: int, rounds: int) -> list[int]:
     """Split ``total`` iterations over ``rounds`` as evenly as possible (earlier rounds get the remainder)."""
     base, extra = divmod(total, rounds)
     return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
+def beyond_noise(ratios: Sequence[float]) -> bool:
+    """Faster beyond the noise: the lower quartile of the per-round speed-ups exceeds 1 (convert's sparse
+    decision and tune's ranking use this one rule)."""
+    return bool(ratios) and spread(ratios)["q1"] > 1.0
+
+
+def simplest_unbeaten(per_round: Mapping[str, Sequence[float]], *, higher_is_better: bool) -> str:
+    """The winner among candidates given simplest first, with aligned per-round figures: the first one
+    that no other beats beyond the noise, so a candidate within the noise of a simpler one loses to it.
+    If every one is beaten by some other (a cycle of noisy pairs), the best median wins."""
+    names = list(per_round)
+    if not names:
+        raise ValueError("no candidates")
+    for name in names:
+        if not any(beyond_noise(round_ratios(per_round[name], per_round[other], higher_is_better=higher_is_better))
+                   for other in names if other != name):
+            return name
+    sign = 1.0 if higher_is_better else -1.0
+    return max(names, key=lambda n: sign * float(np.median(per_round[n])))
