@@ -110,7 +110,8 @@ def decide(xml: Path, base_config: dict[str, str], *, mode: str, rate: float | N
         return SparseDecision(mode, rate, None, f"off: sparse kernels ran but were not faster beyond the noise "
                               f"({shown})", status, timings)
     shown = ", ".join(f"batch {t.batch}: {t.speedup['median']:.3f}x" for t in timings)
-    return SparseDecision(mode, rate, rate, f"on: measured faster at every batch ({shown})", status, timings)
+    return SparseDecision(mode, rate, rate, f"on: rate {rate:g}, measured faster at every batch ({shown})", status,
+                          timings)
 
 
 def _time_pair(req_on: Any, req_off: Any, feed: dict[str, Any], batch: int, seq_len: int, *,
