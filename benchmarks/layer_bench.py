@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,16 +40,6 @@ TOKENS = [16, 128, 1024]
 SPARSITY = [0.8, 0.9, 0.95]
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_layer(k: int, n: int, sparsity: float, seed: int) -> tuple[Any, np.ndarray]:
@@ -242,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}", flush=True)
                 if r["max_rel_diff_vs_dense"] > 1e-3:
                     print(f"  warning: outputs differ from dense by {r['max_rel_diff_vs_dense']:.2e} (relative)")
+    from pofa_deploy.environment import cpu_model
+
     report = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
               "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "kernel": args.kernel,
               "threads": args.threads, "smoke": args.smoke, "results": results}
