@@ -28,6 +28,7 @@ CSV_COLUMNS = [
     "model", "batch", "seq_len", "api", "variant", "baseline", "iterations", "seconds", "throughput",
     "latency_min_ms", "latency_median_ms", "latency_mean_ms", "latency_p90_ms", "latency_p99_ms",
     "latency_max_ms", "latency_pN", "latency_pN_ms", "ov_latency_median_ms", "first_inference_ms",
+    "compile_s", "peak_rss_mb", "rss_increase_mb",
     "speedup_overall", "speedup_median", "speedup_q1", "speedup_q3", "speedup_min", "speedup_max",
     "speedup_ci95_lo", "speedup_ci95_hi", "ops_per_second", "peak_share", "peak_precision",
     "precision", "nstreams", "nthreads", "nireq", "amx", "sparse_rate", "sparse_nodes", "fully_connected",
@@ -118,6 +119,17 @@ def _config_rows(result: BenchmarkResult, cfg: ConfigResult) -> tuple[list[str],
     return header, rows
 
 
+def _cost_rows(cfg: ConfigResult) -> tuple[list[str], list[list[str]]]:
+    """Per variant: seconds to build it, its first inference, the process's peak RSS and its rise."""
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    header = ["variant", "compile s", "first inference ms", "peak RSS MiB", "+RSS MiB"]
+    rows = [[name, num(e.compile_s, ".2f"), fmt_ms(e.first_inference_ms), num(e.peak_rss_mb, ".0f"),
+             num(e.rss_increase_mb, ".0f")] for name, e in cfg.results.items()]
+    return header, rows
+
+
 def format_table(result: BenchmarkResult) -> str:
     """The human summary: one table per (batch, seq_len), then sparse status, skips and notes."""
     env = result.environment
@@ -143,6 +155,10 @@ def format_table(result: BenchmarkResult) -> str:
         out.write(text_table(header, rows, right=range(1, len(header) - 1)) + "\n")
         if result.api != "sync":
             out.write("  * async: per-request latency from OpenVINO's timer; requests overlap\n")
+        if any(e.compile_s is not None for e in cfg.results.values()):
+            header, rows = _cost_rows(cfg)
+            out.write("  build and memory (peak RSS is process-wide; +RSS = how much this variant raised it):\n")
+            out.write("".join(f"    {ln}\n" for ln in text_table(header, rows, right=range(1, 5)).splitlines()))
         if cfg.results and opts.get("pc"):
             out.write(_perf_counts_text(cfg))
     status_lines = sparse_lines(result)
@@ -255,15 +271,18 @@ def csv_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
                 "latency_p90_ms": lat.p90, "latency_p99_ms": lat.p99, "latency_max_ms": lat.max,
                 "latency_pN": pct, "latency_pN_ms": lat.at(pct),
                 "ov_latency_median_ms": e.ov_latency_ms.median if e.ov_latency_ms else None,
-                "first_inference_ms": e.first_inference_ms,
+                "first_inference_ms": e.first_inference_ms, "compile_s": e.compile_s,
+                "peak_rss_mb": e.peak_rss_mb, "rss_increase_mb": e.rss_increase_mb,
                 "speedup_overall": sp.overall if sp else None, "speedup_median": sp.median if sp else None,
                 "speedup_q1": sp.q1 if sp else None, "speedup_q3": sp.q3 if sp else None,
                 "speedup_min": sp.min if sp else None, "speedup_max": sp.max if sp else None,
                 "speedup_ci95_lo": ci[0], "speedup_ci95_hi": ci[1],
                 "ops_per_second": e.ops_per_second, "peak_share": e.peak_share, "peak_precision": e.peak_precision,
-                "precision": comp.get("INFERENCE_PRECISION_HINT", "f32" if name == "pytorch-fp32" else None),
+                "precision": comp.get("INFERENCE_PRECISION_HINT",
+                                      "f32" if name in ("pytorch-fp32", "ort-fp32", "ort-int8") else None),
                 "nstreams": comp.get("NUM_STREAMS"),
-                "nthreads": comp.get("INFERENCE_NUM_THREADS", comp.get("torch_num_threads")),
+                "nthreads": comp.get("INFERENCE_NUM_THREADS",
+                                     comp.get("torch_num_threads", comp.get("ort_intra_op_num_threads"))),
                 "nireq": comp.get("nireq"),
                 "amx": sparse.get("amx"), "sparse_rate": sparse.get("requested_rate"),
                 "sparse_nodes": sparse.get("sparse_nodes"), "fully_connected": sparse.get("fully_connected"),
@@ -322,6 +341,12 @@ def markdown(result: BenchmarkResult) -> str:
         out.write("| " + " | ".join(header) + " |\n")
         out.write("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|\n")
         out.write("".join("| " + " | ".join(r) + " |\n" for r in body))
+        if any(e.compile_s is not None for e in cfg.results.values()):
+            header, body = _cost_rows(cfg)
+            out.write("\nBuild and memory (peak RSS is process-wide; +RSS = how much building and warming up "
+                      "the variant raised it):\n\n| " + " | ".join(header) + " |\n")
+            out.write("|---|" + "---:|" * (len(header) - 1) + "\n")
+            out.write("".join("| " + " | ".join(r) + " |\n" for r in body))
     lines = sparse_lines(result)
     if lines:
         out.write("\n## Sparse kernels\n\n" + "".join(f"- {line}\n" for line in lines))

@@ -9,6 +9,9 @@ Variants (``--variants``), all on the same inputs and shapes:
   int8-pofa-sparse  openvino_model_sparse.xml: the sparse Linears on pofa-deploy's SparseFullyConnected
                 op (C++ extension), the rest as int8
   int8-dense    a dense model's INT8 IR (--dense), for "sparse INT8 vs dense INT8"
+  ort-fp32      peer: the source exported to ONNX (torch.onnx, dynamo) in ONNX Runtime, FP32
+  ort-int8      peer: that ONNX model after onnxruntime's quantize_dynamic (INT8 weights)
+                (the peers run only when --variants lists them; pip install -e .[peers])
 
 Noise: the variants run in interleaved rounds (A B C A B C ...), each round a fixed share of the
 time (-t) or iteration (-niter) budget, so a slow phase of the machine hits all of them alike; the
@@ -25,11 +28,13 @@ what share of the ceiling it reaches.
 
 The package, one concept a module: ``options`` (BenchmarkOptions, the enums), ``stats`` (percentiles,
 ratios, spread, bootstrap, interleaving), ``flops``, ``peak``, ``inputs``, ``plan`` (what each variant
-runs), ``runners`` (OpenVINO and PyTorch), ``run`` (``benchmark()`` -> ``BenchmarkResult``), ``result``
+runs), ``onnx_export`` (the peers' ONNX export, quantisation and session), ``runners`` (OpenVINO,
+PyTorch and ONNX Runtime), ``run`` (``benchmark()`` -> ``BenchmarkResult``), ``result``
 (the typed result and its JSON), ``command`` (the CLI's ``main``). Importing this package loads only
 ``options``; the rest is imported when a benchmark runs.
 
-Imports: only numpy and openvino at run time. torch is imported only by the pytorch-fp32 variant,
+Imports: only numpy and openvino at run time. torch is imported only by the pytorch-fp32 variant (and
+the ort-* export), onnxruntime/onnx only by the ort-* peers,
 nncf only by --peak (with a hand-built FakeQuantize graph when nncf is missing), transformers only
 to tokenise realistic inputs (random in-vocabulary ids otherwise), so a machine with nothing but
 openvino can benchmark pre-converted IR folders.

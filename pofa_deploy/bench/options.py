@@ -37,6 +37,13 @@ class Variant(StrEnum):
     INT8_SPARSE = "int8-sparse"
     INT8_POFA_SPARSE = "int8-pofa-sparse"
     INT8_DENSE = "int8-dense"
+    ORT_FP32 = "ort-fp32"
+    ORT_INT8 = "ort-int8"
+
+
+# The peers: other engines a user would pick instead, run only when --variants lists them (the optional
+# peers extra, and an ONNX export of the source into the cache).
+PEER_VARIANTS = (Variant.ORT_FP32, Variant.ORT_INT8)
 
 
 class Isa(StrEnum):
@@ -60,6 +67,8 @@ VARIANT_DESCRIPTIONS: dict[Variant, str] = {
     Variant.INT8_SPARSE: "converted INT8 IR, sparse-weight decompression on",
     Variant.INT8_POFA_SPARSE: "openvino_model_sparse.xml: sparse Linears on pofa-deploy's SparseFullyConnected op",
     Variant.INT8_DENSE: "INT8 IR of the dense model given with --dense",
+    Variant.ORT_FP32: "source checkpoint exported to ONNX (torch.onnx, dynamo), ONNX Runtime FP32 on the CPU",
+    Variant.ORT_INT8: "that ONNX model quantised by onnxruntime's quantize_dynamic (INT8 weights), ONNX Runtime",
 }
 
 def option_flag(field_name: str) -> str:
@@ -74,8 +83,9 @@ class BenchmarkOptions:
         None, positional=True, help="converted output folder (pofa-deploy convert MODEL -o OUT)")
     variants: tuple[Variant, ...] = option(
         (), flags=("--variants",), metavar="V[,V...]",
-        help="comma list of pytorch-fp32, ov-fp32, ov-bf16, int8, int8-sparse, int8-pofa-sparse, int8-dense "
-             "(default: all of them that apply; int8-dense needs --dense)")
+        help="comma list of pytorch-fp32, ov-fp32, ov-bf16, int8, int8-sparse, int8-pofa-sparse, int8-dense, "
+             "ort-fp32, ort-int8 (default: all of them that apply, but int8-dense only with --dense and the "
+             "ONNX Runtime peers ort-* only when listed: pip install -e .[peers])")
     api: Api | None = option(
         None, flags=("-api", "--api"),
         help="sync: one request, latency figures; async: nireq requests in flight, throughput (default: "
@@ -92,8 +102,8 @@ class BenchmarkOptions:
         help="infer requests in async mode (default: the plugin's optimal number)")
     nthreads: int | None = option(
         None, flags=("-nthreads", "--nthreads"),
-        help="INFERENCE_NUM_THREADS, and torch.set_num_threads for pytorch-fp32 (default: every core this "
-             "process may use)")
+        help="INFERENCE_NUM_THREADS, torch.set_num_threads for pytorch-fp32 and intra_op_num_threads for "
+             "ort-* (default: every core this process may use)")
     batch: tuple[int, ...] = option(
         (), flags=("-b", "--batch"), metavar="B[,B...]",
         help=f"batch size(s), a comma list sweeps them (default: {DEFAULT_BATCH})")

@@ -20,18 +20,19 @@ from ..errors import InputError, PofaError
 from ..ir import REPORT_FILE, ir_xml, is_int8_ir, is_ir, read_report
 from ..progress import Progress
 from ..runtime_config import PRECISION_KEY, RUNTIME_CONFIG, SPARSE_KEY, parse_rate, read_runtime_config
-from .options import ISA_CAP, BenchmarkOptions, Isa, Variant, cache_root, option_flag
+from .options import ISA_CAP, PEER_VARIANTS, BenchmarkOptions, Isa, Variant, cache_root, option_flag
 
 BASELINE_ORDER = (Variant.PYTORCH_FP32, Variant.OV_FP32, Variant.INT8_DENSE, Variant.INT8)
 
 
 @dataclass(kw_only=True)
 class Source:
-    """One model a variant runs: an IR (xml) with its config, or the PyTorch checkpoint."""
+    """One model a variant runs: an IR (xml) with its config, the PyTorch checkpoint, or an ONNX model."""
 
     variant: Variant
     xml: Path | None = None
     checkpoint: Path | None = None
+    onnx: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
     sparse_rate: float | None = None
     note: str = ""
@@ -73,7 +74,8 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
     if options.model is None:
         return Plan(folder=None, load_config=load_cfg)
     inp = _check_inputs(options, say)
-    wanted = list(options.variants) or [v for v in Variant if v is not Variant.INT8_DENSE or options.dense]
+    wanted = list(options.variants) or [v for v in Variant if (v is not Variant.INT8_DENSE or options.dense)
+                                        and v not in PEER_VARIANTS]
     result = Plan(folder=inp.folder, report=inp.report, load_config=load_cfg)
     if Variant.PYTORCH_FP32 in wanted:
         _plan_torch(inp, result)
@@ -85,6 +87,7 @@ def plan(options: BenchmarkOptions, *, say: Progress) -> Plan:
         _plan_pofa_sparse(inp, result)
     if Variant.INT8_DENSE in wanted and inp.dense is not None:
         _plan_dense(inp, inp.dense, result)
+    _plan_ort(inp, [v for v in PEER_VARIANTS if v in wanted], result)
     if options.isa is not Isa.NATIVE:
         _cap_isa(options.isa, result)
     result.sources = {v: result.sources[v] for v in Variant if v in result.sources}
@@ -221,6 +224,31 @@ def _plan_pofa_sparse(inp: _Inputs, result: Plan) -> None:
     result.sources[v] = Source(variant=v, xml=xml, config=cfg)
 
 
+def _plan_ort(inp: _Inputs, wanted: list[Variant], result: Plan) -> None:
+    """The ONNX Runtime peers: the source checkpoint exported to ONNX (and quantised) into the cache."""
+    if not wanted:
+        return
+    from .onnx_export import cached_onnx, ort_missing
+
+    reason = ort_missing()
+    if reason is None and inp.source_path is None:
+        where = inp.report.get("source_path") or f"no source_path in {REPORT_FILE}"
+        reason = (f"the source checkpoint is not here ({where}); the ONNX export needs it, run on the machine "
+                  "that converted it")
+    for v in wanted:
+        if reason is None:
+            assert inp.source_path is not None
+            try:
+                path = cached_onnx(inp.source_path, int8=v is Variant.ORT_INT8, cache=inp.cache, say=inp.say)
+            except Exception as exc:  # the exporter raises many kinds; one line, the other variants run
+                reason = (f"could not export the source checkpoint to ONNX ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})")
+            else:
+                result.sources[v] = Source(variant=v, checkpoint=inp.source_path, onnx=path)
+                continue
+        result.skipped[v] = reason
+
+
 def _cap_isa(isa: Isa, result: Plan) -> None:
     """--isa avx512_vnni: f32 for every variant's non-INT8 ops; BF16 and AMX decompression cannot run."""
     for v, why in ((Variant.OV_BF16, "BF16 falls back to a slow reference GEMM"),
@@ -228,10 +256,13 @@ def _cap_isa(isa: Isa, result: Plan) -> None:
         if result.sources.pop(v, None) is not None:
             result.skipped[v] = f"--isa {isa.value} (oneDNN capped at {ISA_CAP[isa]}): {why}"
     for source in result.sources.values():
-        if source.variant is not Variant.PYTORCH_FP32:
+        if source.xml is not None:
             source.config[PRECISION_KEY] = "f32"
     result.notes.append(f"--isa {isa.value}: ONEDNN_MAX_CPU_ISA={ISA_CAP[isa]} and INFERENCE_PRECISION_HINT=f32 "
                         "for every OpenVINO variant, as on a Xeon without AMX")
+    if any(v in result.sources for v in PEER_VARIANTS):
+        result.notes.append(f"--isa {isa.value}: the ort-* peers are not capped (ONNX Runtime's own CPU kernels "
+                            "do not read ONEDNN_MAX_CPU_ISA)")
 
 
 def _plan_dense(inp: _Inputs, dense: Path, result: Plan) -> None:

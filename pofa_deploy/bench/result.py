@@ -23,6 +23,7 @@ SCHEMA = "pofa-deploy-benchmark/1"
 PEAK_PRECISION: dict[Variant, str] = {
     Variant.PYTORCH_FP32: "fp32", Variant.OV_FP32: "fp32", Variant.OV_BF16: "bf16",
     Variant.INT8: "int8", Variant.INT8_SPARSE: "int8", Variant.INT8_POFA_SPARSE: "int8", Variant.INT8_DENSE: "int8",
+    Variant.ORT_FP32: "fp32", Variant.ORT_INT8: "int8",
 }
 
 DEFINITIONS: dict[str, str] = {
@@ -60,7 +61,24 @@ DEFINITIONS: dict[str, str] = {
         "sparse kernel can exceed the dense ceiling",
     "peak_share":
         "ops_per_second / this CPU's measured dense MatMul ceiling (pofa-deploy benchmark --peak) for the "
-        "variant's precision: INT8 for int8 variants, FP32 for pytorch-fp32 and ov-fp32, BF16 for ov-bf16",
+        "variant's precision: INT8 for int8 and ort-int8, FP32 for pytorch-fp32, ov-fp32 and ort-fp32, BF16 "
+        "for ov-bf16",
+    "first_inference_ms":
+        "wall-clock time of the first inference call after the variant was built (before any warm-up)",
+    "compile_s":
+        "seconds to build the variant at this shape in this process: OpenVINO read_model + reshape + "
+        "compile_model + infer-request creation; ort-*: creating the ONNX Runtime session (the ONNX export and "
+        "quantisation are cached beforehand and not counted); pytorch-fp32: loading the checkpoint (at the "
+        "first shape only) and setting up its inputs. Not counted: a crash probe in a child process, tokenising "
+        "the inputs and loading OpenVINO's CPU plugin (done once before the first variant)",
+    "peak_rss_mb":
+        "this process's peak resident set size (getrusage ru_maxrss, MiB) right after this variant was built "
+        "and warmed up; process-wide and never decreasing, so it includes every variant built before it",
+    "rss_increase_mb":
+        "how much building this variant and running its first inference and warm-up raised the process's "
+        "peak RSS (MiB): roughly the memory the variant holds on top of what was resident before; 0 when "
+        "it fit under an earlier peak (memory freed by something else), so it is a lower bound that depends "
+        "on build order",
 }
 
 
@@ -191,6 +209,9 @@ class VariantResult:
     peak_share: float | None = None
     peak_precision: str | None = None
     peak_ops_per_second: float | None = None
+    compile_s: float | None = None  # building the runner (see DEFINITIONS["compile_s"])
+    peak_rss_mb: float | None = None  # the process's peak RSS once this variant was built and warmed up
+    rss_increase_mb: float | None = None  # how much building and warming up this variant raised it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"first_inference_ms": self.first_inference_ms, "compiled": self.compiled,
@@ -211,6 +232,9 @@ class VariantResult:
         if self.peak_share is not None:
             out.update(peak_share=self.peak_share, peak_precision=self.peak_precision,
                        peak_ops_per_second=self.peak_ops_per_second)
+        for key in ("compile_s", "peak_rss_mb", "rss_increase_mb"):  # added within schema 1: last
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     @classmethod
@@ -227,7 +251,8 @@ class VariantResult:
                    ov_latency_ms=LatencyStats.from_dict(ov_lat) if ov_lat else None,
                    speedup=Speedup.from_dict(speed) if speed else None, ops_per_second=data.get("ops_per_second"),
                    peak_share=data.get("peak_share"), peak_precision=data.get("peak_precision"),
-                   peak_ops_per_second=data.get("peak_ops_per_second"))
+                   peak_ops_per_second=data.get("peak_ops_per_second"), compile_s=data.get("compile_s"),
+                   peak_rss_mb=data.get("peak_rss_mb"), rss_increase_mb=data.get("rss_increase_mb"))
 
 
 @dataclass(kw_only=True)

@@ -30,6 +30,7 @@ from .options import (
     DEFAULT_PEAK_SHAPE,
     DEFAULT_TIME_S,
     ISA_CAP,
+    PEER_VARIANTS,
     VARIANT_DESCRIPTIONS,
     Api,
     BenchmarkOptions,
@@ -49,7 +50,7 @@ from .result import (
     VariantInfo,
     VariantResult,
 )
-from .runners import OVRunner, RoundResult, TorchRunner, load_torch_model, ov_config
+from .runners import OrtRunner, OVRunner, RoundResult, TorchRunner, load_torch_model, ov_config
 from .stats import bootstrap_ratio_ci, interleave, latency_stats, percentile, quantiles, round_ratios, split_budget
 from .stats import spread as spread_of
 
@@ -161,9 +162,10 @@ def _notes(options: BenchmarkOptions, the_plan: Plan, peak: dict[str, Any] | Non
         m, k, n = peak["shape"]
         notes.append(peak.get("lookup") or f"% of peak is against a [{m},{k}]x[{k},{n}] MatMul "
                      "measured in this run, not the default --peak-shape ceiling")
-    if api is Api.ASYNC and Variant.PYTORCH_FP32 in the_plan.sources:
-        notes.append("pytorch-fp32 has no request queue: in async mode it runs one call at a time, "
-                     "its throughput is batch / latency")
+    one_call = [v.value for v in (Variant.PYTORCH_FP32, *PEER_VARIANTS) if v in the_plan.sources]
+    if api is Api.ASYNC and one_call:
+        notes.append(f"{', '.join(one_call)}: no request queue, so in async mode each runs one call at a time "
+                     "(its throughput is batch / latency)")
     if not environment.has_amx() and Variant.INT8_SPARSE in the_plan.sources:
         notes.append("this CPU has no AMX (amx_int8 absent from /proc/cpuinfo), which OpenVINO's sparse "
                      "INT8 kernels need; each INT8 variant's sparse status says what actually ran")
@@ -180,8 +182,9 @@ def _describe(result: BenchmarkResult, options: BenchmarkOptions, the_plan: Plan
     result.api = api.value
     result.hint = options.hint.value if options.hint else None
     result.baseline = the_plan.baseline.value if the_plan.baseline else None
-    result.variants = {v.value: VariantInfo(description=VARIANT_DESCRIPTIONS[v], path=str(s.xml or s.checkpoint),
-                                            config=dict(s.config), note=s.note)
+    result.variants = {v.value: VariantInfo(description=VARIANT_DESCRIPTIONS[v],
+                                            path=str(s.xml or s.onnx or s.checkpoint), config=dict(s.config),
+                                            note=s.note)
                        for v, s in the_plan.sources.items()}
     result.skipped = {str(k): v for k, v in the_plan.skipped.items()}
     result.notes = the_plan.notes
@@ -207,7 +210,7 @@ def _run_config(run: _Run, tag: str, batch: int, seq_len: int) -> ConfigResult:
     """One (batch, seq_len): compile, warm up, interleaved rounds, figures."""
     cfg = ConfigResult(batch=batch, seq_len=seq_len, api=run.api.value, rounds=run.rounds)
     run.say(f"{tag}: compiling {len(run.plan.sources)} variants")
-    runners = _build_runners(run, cfg, tag, batch, seq_len)
+    runners, costs = _build_runners(run, cfg, tag, batch, seq_len)
     # the work of the folder's model; int8-pofa-sparse is credited the same (dense-equivalent) work, since
     # graph_flops cannot see inside its SparseFullyConnected nodes
     flops_ref = next((r.flops for r in runners.values() if isinstance(r, OVRunner)
@@ -215,7 +218,11 @@ def _run_config(run: _Run, tag: str, batch: int, seq_len: int) -> ConfigResult:
     prepared: dict[str, dict[str, Any]] = {}
     for name, runner in runners.items():
         run.say(f"{tag}: warming up {name}")
+        rss0 = peak_rss_mb()
         prepared[name] = _warm_up(run, runner, batch, seq_len, flops_ref)
+        peak = peak_rss_mb()
+        prepared[name].update(compile_s=costs[name]["compile_s"], peak_rss_mb=peak,
+                              rss_increase_mb=costs[name]["rss_increase_mb"] + peak - rss0)
     rounds_data = _run_rounds(run, runners, cfg, tag)
     for name, runner in runners.items():
         if run.options.pc and isinstance(runner, OVRunner):
@@ -227,29 +234,50 @@ def _run_config(run: _Run, tag: str, batch: int, seq_len: int) -> ConfigResult:
     return cfg
 
 
-def _build_runners(run: _Run, cfg: ConfigResult, tag: str, batch: int, seq_len: int) -> dict[str, Any]:
-    """A compiled runner per variant; a variant whose child probe crashed is skipped at this shape."""
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (getrusage's ru_maxrss: KiB on Linux, bytes on
+    macOS); process-wide and never decreasing."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _build_runners(run: _Run, cfg: ConfigResult, tag: str, batch: int,
+                   seq_len: int) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """A compiled runner per variant, and what building it cost (seconds, rise of the peak RSS); a variant
+    whose child probe crashed is skipped at this shape."""
     runners: dict[str, Any] = {}
+    costs: dict[str, dict[str, float]] = {}
+    # shared set-up outside every variant's cost: the tokenised feed (imports transformers, loads the
+    # tokenizer, cached for the OpenVINO runners too) and the CPU plugin
+    feed = feed_for_torch(run.plan.folder, batch, seq_len)
+    run.core.get_property("CPU", "FULL_DEVICE_NAME")
     for v, source in run.plan.sources.items():
+        rss0, t0 = peak_rss_mb(), time.perf_counter()
         if v is Variant.PYTORCH_FP32:
             if run.torch_model is None:
                 run.say(f"{tag}: loading the PyTorch checkpoint {source.checkpoint}")
                 assert source.checkpoint is not None
                 run.torch_model = load_torch_model(source.checkpoint)
-            feed = feed_for_torch(run.plan.folder, batch, seq_len)
             runners[v.value] = TorchRunner(run.torch_model, feed, run.options.nthreads)
-            continue
-        config = ov_config(source, run.options, run.plan.load_config, run.api)
-        if needs_probe(config):
-            run.say(f"{tag}: checking {v.value} in a child process (sparse kernels have crashed OpenVINO)")
-            assert source.xml is not None
-            verdict = probe(source.xml, config, batch=batch, seq_len=seq_len, static=True)
-            if not verdict.ok:
-                cfg.skipped[v.value] = f"{verdict.reason}; skipped here, the other variants ran"
-                continue
-        runners[v.value] = OVRunner(run.core, source, batch=batch, seq_len=seq_len, api=run.api, config=config,
-                                    nireq=run.options.nireq, inputs_folder=run.plan.folder)
-    return runners
+        elif v in PEER_VARIANTS:
+            runners[v.value] = OrtRunner(source, feed, run.options.nthreads)
+        else:
+            config = ov_config(source, run.options, run.plan.load_config, run.api)
+            if needs_probe(config):
+                run.say(f"{tag}: checking {v.value} in a child process (sparse kernels have crashed OpenVINO)")
+                assert source.xml is not None
+                verdict = probe(source.xml, config, batch=batch, seq_len=seq_len, static=True)
+                if not verdict.ok:
+                    cfg.skipped[v.value] = f"{verdict.reason}; skipped here, the other variants ran"
+                    continue
+                rss0, t0 = peak_rss_mb(), time.perf_counter()  # the probe ran in a child: not this variant's cost
+            runners[v.value] = OVRunner(run.core, source, batch=batch, seq_len=seq_len, api=run.api,
+                                        config=config, nireq=run.options.nireq, inputs_folder=run.plan.folder)
+        costs[v.value] = {"compile_s": time.perf_counter() - t0, "rss_increase_mb": peak_rss_mb() - rss0}
+    return runners, costs
 
 
 def _warm_up(run: _Run, runner: Any, batch: int, seq_len: int, flops_ref: Any) -> dict[str, Any]:

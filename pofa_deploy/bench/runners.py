@@ -251,6 +251,59 @@ class TorchRunner:
                 "nireq": 1}
 
 
+class OrtRunner:
+    """An ONNX Runtime peer (ort-fp32, ort-int8): one session, one call at a time (sync; in async mode too,
+    as pytorch-fp32). Threads as TorchRunner's: ``-nthreads`` or OpenVINO's default for a latency model,
+    as intra-op threads, one inter-op thread, sequential execution."""
+
+    def __init__(self, source: Source, feed: dict[str, np.ndarray], threads: int | None) -> None:
+        from .onnx_export import ort_session, session_feed
+
+        assert source.onnx is not None
+        self.variant = source.variant
+        self.threads = threads or ov_default_threads()
+        self.threads_from = "-nthreads" if threads else "OpenVINO's default for a latency model (physical cores)"
+        self.session = ort_session(source.onnx, self.threads)
+        self.feed = session_feed(self.session, feed)
+        self.nireq = 1
+
+    def _one(self) -> None:
+        self.session.run(None, self.feed)
+
+    def first(self) -> float:
+        t0 = time.perf_counter()
+        self._one()
+        return (time.perf_counter() - t0) * 1e3
+
+    def warm(self, n: int) -> None:
+        for _ in range(n):
+            self._one()
+
+    def run(self, *, iterations: int | None, seconds: float | None) -> RoundResult:
+        lat: list[float] = []
+        clock = time.perf_counter
+        run, feed = self.session.run, self.feed
+        start = clock()
+        n = 0
+        while True:
+            t0 = clock()
+            run(None, feed)
+            t1 = clock()
+            lat.append((t1 - t0) * 1e3)
+            n += 1
+            if (n >= iterations) if iterations is not None else (t1 - start >= (seconds or 0.0)):
+                break
+        return RoundResult(lat, [], n, clock() - start)
+
+    def compiled_properties(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"ort_version": ort.__version__, "ort_intra_op_num_threads": self.threads,
+                "ort_threads_from": self.threads_from, "ort_inter_op_num_threads": 1,
+                "ort_execution_mode": "sequential", "ort_providers": list(self.session.get_providers()),
+                "nireq": 1}
+
+
 def load_torch_model(checkpoint: Path) -> Any:
     from transformers.utils import logging as hf_logging
 
