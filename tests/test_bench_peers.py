@@ -122,6 +122,7 @@ def test_onnx_export_agrees_with_pytorch(arch: str, tiny_checkpoint: Callable[..
     assert ("token_type_ids" in inputs) == (arch == "bert")
     ox.quantize_int8(fp32, int8)
     sessions = [ox.ort_session(p, threads=1) for p in (fp32, int8)]
+    assert [o.name for o in sessions[0].get_outputs()] == ["logits"]
     for batch, seq_len in ((1, 8), (3, 32), (2, 64)):
         feed = feed_for_torch(tiny_checkpoint(arch), batch, seq_len)
         with torch.inference_mode():

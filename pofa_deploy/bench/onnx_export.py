@@ -79,8 +79,9 @@ def export_fp32(model: Any, path: Path) -> list[str]:
     kwargs = {k: torch.from_numpy(v) for k, v in feed.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet(), torch.no_grad():
+        outputs = [k for k, v in model(**kwargs).items() if v is not None]  # logits, start_logits, ...
         torch.onnx.export(model, (), str(path), kwargs=kwargs, dynamo=True, input_names=list(kwargs),
-                          output_names=["logits"], dynamic_shapes={k: {0: batch, 1: seq} for k in kwargs},
+                          output_names=outputs, dynamic_shapes={k: {0: batch, 1: seq} for k in kwargs},
                           verbose=False)
     return list(kwargs)
 
