@@ -58,8 +58,12 @@ def test_tune_writes_config_previous_config_and_report(folder: Path) -> None:
         assert key in env, key
     ran = [c for c in report["candidates"] if not c["skipped"]]
     assert len(ran) >= 1 and all(len(c["per_round"]) == 2 and c["p99_ms"] > 0 for c in ran)
-    if len(ran) > 1:
-        assert report["verify"]["speedup"]["median"] > 0
+    if len(ran) > 1:  # --verify re-timed the winner against every rejected candidate
+        v = report["verify"]
+        assert set(v["every"]) == {c["name"] for c in ran} - {report["winner"]}
+        assert all(s["median"] > 0 and s["rounds"] == 2 for s in v["every"].values())
+        assert v["no_slower_than_any_rejected"] == (v["every"][v["worst"]]["median"] >= 0.97)
+        assert "timed again against every rejected candidate" in stdout
     assert not list(folder.glob(".*.tmp"))
 
 
