@@ -183,6 +183,17 @@ def latency(dense_folder: Path, ir_folder: Path, options: DemoOptions) -> dict[s
     }
 
 
+def _point_report_at_final_source(ir_folder: Path, final_source: Path) -> None:
+    """The IR was converted from the staging folder's checkpoint; its report must name where that checkpoint
+    will be once the demo output is in place, or benchmark/tune could not find the PyTorch source."""
+    from .ir import REPORT_FILE
+
+    file = ir_folder / REPORT_FILE
+    report = json.loads(file.read_text())
+    report["source"] = report["source_path"] = str(final_source.resolve())
+    file.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def run_demo(options: DemoOptions, *, say: Progress = silent) -> dict[str, Any]:
     """Prune, convert, time and compare (see the module docstring); ``say`` gets one phase line per step
     and the conversion's own progress as indented detail lines."""
@@ -196,6 +207,7 @@ def run_demo(options: DemoOptions, *, say: Progress = silent) -> dict[str, Any]:
         say("converting to INT8 OpenVINO IR and verifying every zero")
         report = convert(ConvertOptions(model=str(tmp / "pruned-checkpoint"), output=tmp / "int8-ir", int8=True,
                                         samples=64, seq_len=options.seq_len), progress=lambda m: say(f"  {m.strip()}"))
+        _point_report_at_final_source(tmp / "int8-ir", Path(options.output) / "pruned-checkpoint")
         say("timing dense FP32 PyTorch against the INT8 IR (interleaved)")
         timing = latency(minilm_path(), tmp / "int8-ir", options)
         say("comparing sentence embeddings")

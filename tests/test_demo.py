@@ -34,6 +34,9 @@ def test_demo_keeps_every_zero_and_reports_spread(demo: tuple[Path, dict]) -> No
     assert q["int8_ir_vs_fp32_sparse_cosine"]["mean"] > 0.95
     assert q["int8_ir_vs_fp32_sparse_cosine"]["mean"] > q["fp32_sparse_vs_fp32_dense_cosine"]["mean"]
     assert (out / "pruned-checkpoint" / "config.json").is_file() and (out / "int8-ir" / "openvino_model.xml").is_file()
+    # the IR's report names the checkpoint where it ended up, not the staging folder it was converted from
+    source = json.loads((out / "int8-ir" / "pofa_report.json").read_text())["source_path"]
+    assert Path(source) == (out / "pruned-checkpoint").resolve() and Path(source).is_dir()
 
 
 def test_demo_guards(demo: tuple[Path, dict], capsys: pytest.CaptureFixture[str]) -> None:
