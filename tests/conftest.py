@@ -49,3 +49,19 @@ def sst2_dir() -> Path:
     if not (path / "dev.tsv").is_file():
         pytest.skip(f"SST-2 not found at {path} (shared data is optional)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_int8(arch="distilbert", seq_len=32)`` converts a tiny checkpoint to INT8 into a new folder on each
+    call (callers may write into it), quickly: 8 calibration samples, 2 held back."""
+
+    def make(arch: str = "distilbert", seq_len: int = 32) -> Path:
+        from pofa_deploy.convert import ConvertOptions, convert
+
+        out = tmp_path_factory.mktemp(f"int8-{arch}") / "int8"
+        convert(ConvertOptions(model=str(tiny_checkpoint(arch)), output=out, int8=True, samples=8, holdout=2,
+                               seq_len=seq_len))
+        return out
+
+    return make

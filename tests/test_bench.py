@@ -40,13 +40,8 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def int8_dir(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pofa_deploy.convert import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("bench") / "int8"
-    convert(ConvertOptions(model=str(tiny_checkpoint("distilbert")), output=out, int8=True, samples=8,
-                           holdout=2, seq_len=32))
-    return out
+def int8_dir(tiny_int8: Callable[..., Path]) -> Path:
+    return tiny_int8("distilbert", seq_len=32)
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,8 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pofa_deploy.convert import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("tune") / "int8"
-    convert(ConvertOptions(model=str(tiny_checkpoint("distilbert")), output=out, int8=True, samples=8,
-                           holdout=2, seq_len=16))
-    return out
+def converted(tiny_int8: Callable[..., Path]) -> Path:
+    return tiny_int8("distilbert", seq_len=16)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ variant's compile properties in benchmark_app's order."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,48 @@ def ov_default_threads() -> int:
     return _OV_THREADS[0]
 
 
-class TorchRunner:
+class _OneCallRunner:
+    """A framework without a request queue (PyTorch, ONNX Runtime): one call at a time, in sync and async
+    mode alike. Subclasses set ``_call`` (one inference) and may wrap the loop in ``_context()``."""
+
+    variant: Variant
+    nireq = 1
+
+    def _call(self) -> None:
+        raise NotImplementedError
+
+    def _context(self) -> Any:
+        return contextlib.nullcontext()
+
+    def first(self) -> float:
+        with self._context():
+            t0 = time.perf_counter()
+            self._call()
+            return (time.perf_counter() - t0) * 1e3
+
+    def warm(self, n: int) -> None:
+        with self._context():
+            for _ in range(n):
+                self._call()
+
+    def run(self, *, iterations: int | None, seconds: float | None) -> RoundResult:
+        lat: list[float] = []
+        clock, call = time.perf_counter, self._call
+        start = clock()
+        n = 0
+        with self._context():
+            while True:
+                t0 = clock()
+                call()
+                t1 = clock()
+                lat.append((t1 - t0) * 1e3)
+                n += 1
+                if (n >= iterations) if iterations is not None else (t1 - start >= (seconds or 0.0)):
+                    break
+        return RoundResult(lat, [], n, clock() - start)
+
+
+class TorchRunner(_OneCallRunner):
     """The source checkpoint in PyTorch FP32 eager mode; async mode runs it one call at a time.
 
     Threads: ``-nthreads`` when given, else as many as OpenVINO's latency variants use by default (one
@@ -214,44 +256,19 @@ class TorchRunner:
         accepted = set(inspect.signature(model.forward).parameters)
         self.model = model
         self.inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items() if k in accepted}
-        self.nireq = 1
 
-    def _one(self) -> None:
-        with self.torch.inference_mode():
-            self.model(**self.inputs)
+    def _call(self) -> None:
+        self.model(**self.inputs)
 
-    def first(self) -> float:
-        t0 = time.perf_counter()
-        self._one()
-        return (time.perf_counter() - t0) * 1e3
-
-    def warm(self, n: int) -> None:
-        for _ in range(n):
-            self._one()
-
-    def run(self, *, iterations: int | None, seconds: float | None) -> RoundResult:
-        lat: list[float] = []
-        clock = time.perf_counter
-        model, inputs = self.model, self.inputs
-        start = clock()
-        n = 0
-        with self.torch.inference_mode():
-            while True:
-                t0 = clock()
-                model(**inputs)
-                t1 = clock()
-                lat.append((t1 - t0) * 1e3)
-                n += 1
-                if (n >= iterations) if iterations is not None else (t1 - start >= (seconds or 0.0)):
-                    break
-        return RoundResult(lat, [], n, clock() - start)
+    def _context(self) -> Any:
+        return self.torch.inference_mode()
 
     def compiled_properties(self) -> dict[str, Any]:
         return {"torch_num_threads": self.torch.get_num_threads(), "torch_threads_from": self.threads_from,
                 "nireq": 1}
 
 
-class OrtRunner:
+class OrtRunner(_OneCallRunner):
     """An ONNX Runtime peer (ort-fp32, ort-int8): one session, one call at a time (sync; in async mode too,
     as pytorch-fp32). Threads as TorchRunner's: ``-nthreads`` or OpenVINO's default for a latency model,
     as intra-op threads, one inter-op thread, sequential execution."""
@@ -265,35 +282,9 @@ class OrtRunner:
         self.threads_from = "-nthreads" if threads else "OpenVINO's default for a latency model (physical cores)"
         self.session = ort_session(source.onnx, self.threads)
         self.feed = session_feed(self.session, feed)
-        self.nireq = 1
 
-    def _one(self) -> None:
+    def _call(self) -> None:
         self.session.run(None, self.feed)
-
-    def first(self) -> float:
-        t0 = time.perf_counter()
-        self._one()
-        return (time.perf_counter() - t0) * 1e3
-
-    def warm(self, n: int) -> None:
-        for _ in range(n):
-            self._one()
-
-    def run(self, *, iterations: int | None, seconds: float | None) -> RoundResult:
-        lat: list[float] = []
-        clock = time.perf_counter
-        run, feed = self.session.run, self.feed
-        start = clock()
-        n = 0
-        while True:
-            t0 = clock()
-            run(None, feed)
-            t1 = clock()
-            lat.append((t1 - t0) * 1e3)
-            n += 1
-            if (n >= iterations) if iterations is not None else (t1 - start >= (seconds or 0.0)):
-                break
-        return RoundResult(lat, [], n, clock() - start)
 
     def compiled_properties(self) -> dict[str, Any]:
         import onnxruntime as ort
