@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repository root and install pofa-deploy into it.
 #   ./install.sh          runtime + the offline demo model
-#   ./install.sh --dev    also pytest, ruff, mypy, the notebook runner and the benchmark peers (onnxruntime)
+#   ./install.sh --dev    also pytest, ruff, mypy, the notebook runner, the benchmark peers (onnxruntime) and
+#                         the serving extras (kserve + tritonclient for `serve`, ray for `predict --ray`)
 # Order matters: torch 2.13.0 (CPU wheel) first and pinned by constraints.txt, or pip resolves a
 # CUDA build (gigabytes); torchvision, which optimum-intel requires, only exists as a CUDA build for
 # torch 2.13 and breaks `from optimum.intel import ...`, so it is removed again at the end.
 set -euo pipefail
 cd "$(dirname "$0")"
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev,peers]"
+[ "${1:-}" = "--dev" ] && extras="[dev,peers,serve,ray]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
 "${pip[@]}" install -q torch==2.13.0

@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("pofa_deploy.finetune", "fine-tune on GLUE keeping every zero (distillation, pruning)"),
     "tune": ("pofa_deploy.tune", "measure here which model file, precision and streams run fastest; write them"),
     "benchmark": ("pofa_deploy.bench", "time PyTorch/OpenVINO FP32, BF16 and INT8 with/without sparse kernels"),
+    "package": ("pofa_deploy.package", "write an OpenVINO Model Server / Triton / KServe model repository"),
+    "serve": ("pofa_deploy.serve", "serve a converted folder over KServe v2 (REST + gRPC), batching requests"),
+    "predict": ("pofa_deploy.predict", "score a text/TSV/JSONL corpus locally or on a Ray cluster, resumable"),
     "demo": ("pofa_deploy.demo", "offline end-to-end run on a real pretrained BERT (all-MiniLM-L6-v2)"),
 }
 
@@ -45,6 +48,7 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (errors.SparsityLostError, 5, "error"),
     (errors.VerificationError, 5, "error"),
     (errors.ExtensionError, 6, "error"),
+    (errors.MissingExtraError, 7, "error"),
     (errors.PofaError, 1, "error"),
     (KeyboardInterrupt, 130, "interrupted"),
 ]

@@ -47,3 +47,19 @@ class HubError(PofaError):
 
 class ExtensionError(PofaError):
     """pofa-deploy's SparseFullyConnected library is missing, stale or cannot be built."""
+
+
+class MissingExtraError(PofaError):
+    """An optional dependency (a pip extra such as ``pofa-deploy[serve]``) is not installed."""
+
+
+def require_extra(module: str, *, extra: str, command: str) -> None:
+    """Import ``module`` or raise MissingExtraError naming the extra that provides it (one line)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{command} needs {module.split('.')[0]} ({exc.name or module} is not installed); "
+                                f"install it with: pip install 'pofa-deploy[{extra}]' (or ./install.sh --dev)"
+                                ) from None
