@@ -44,6 +44,7 @@ class TextModel:
     label_names: list[str] | None  # index -> name, for a classification head
     max_length: int
     task: str
+    config: dict[str, Any] = field(default_factory=dict)  # config.json
 
     @property
     def input_names(self) -> list[str]:
@@ -125,4 +126,5 @@ def open_text_model(folder: str | Path, *, threads: int | None = None, pinning: 
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     max_length = int(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH)
-    return TextModel(path, loaded, tokenizer, label_names(config, task), min(max_length, DEFAULT_MAX_LENGTH), task)
+    return TextModel(path, loaded, tokenizer, label_names(config, task), min(max_length, DEFAULT_MAX_LENGTH), task,
+                     config)

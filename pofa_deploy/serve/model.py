@@ -1,0 +1,162 @@
+"""The converted folder as a KServe model: v2 requests in, batched OpenVINO inference, v2 responses out.
+
+KServe's ModelServer owns HTTP, gRPC, health and metadata; this class owns the model: it loads the
+folder with ``textmodel.open_text_model`` (so ``runtime.load`` applies the tuned choice, the sparse-kernel
+extension and the crash guard), checks each request with ``protocol.parse`` (a breach is KServe's
+InvalidInput: HTTP 400 / gRPC INVALID_ARGUMENT) and hands it to the ``MicroBatcher``.
+
+With ``--workers N`` KServe starts N REST processes by pickling the registered model; the compiled model
+cannot be pickled, so ``__getstate__`` drops it and each worker process compiles its own copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput, ServerNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from . import protocol
+from .batcher import BatchStats, Draining, MicroBatcher
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How the server runs the model (from ServeOptions)."""
+
+    max_batch: int
+    max_latency_ms: float
+    max_request_rows: int
+    threads: int | None = None  # INFERENCE_NUM_THREADS per worker process (None: the folder's config)
+
+
+class PofaModel(Model):
+    """One converted folder served under ``name`` (see module docstring)."""
+
+    def __init__(self, name: str, folder: Path, settings: ModelSettings) -> None:
+        super().__init__(name)
+        self.folder = folder
+        self.settings = settings
+        self.text_model: Any = None  # textmodel.TextModel once loaded
+        self._batcher: MicroBatcher | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        from ..textmodel import open_text_model
+
+        self.text_model = open_text_model(self.folder, threads=self.settings.threads)
+        # one inference now, so the first client does not pay for the plugin's lazy set-up
+        self.text_model.score(["warm up"])
+        self.ready = True
+        return self.ready
+
+    @property
+    def parallel(self) -> int:
+        """Batches run at once: the compiled model's optimal number of infer requests (its streams)."""
+        try:
+            return max(1, int(self.text_model.loaded.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except (RuntimeError, TypeError, ValueError):
+            return 1
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        # created on first use, inside the serving event loop (a worker process has its own loop)
+        if self._batcher is None:
+            self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="pofa-infer")
+            self._batcher = MicroBatcher(self._run_batch, max_batch=self.settings.max_batch,
+                                         max_latency_ms=self.settings.max_latency_ms, parallel=self.parallel,
+                                         executor=self._executor)
+        return self._batcher
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(text_model=None, _batcher=None, _executor=None, ready=False)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.load()  # a --workers process compiles its own copy
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._batcher.stats if self._batcher is not None else BatchStats()
+
+    async def drain(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.drain()
+
+    # -- protocol -----------------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        text = [{"name": protocol.TEXT, "datatype": "BYTES", "shape": [-1]},
+                {"name": protocol.TEXT_PAIR, "datatype": "BYTES", "shape": [-1]}]
+        tokens = [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in self.text_model.input_names]
+        return text + tokens
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        out = [{"name": "logits", "datatype": "FP32", "shape": [-1, -1]}]
+        if self.text_model.label_names is not None:
+            out.append({"name": "label", "datatype": "BYTES", "shape": [-1]})
+        return out
+
+    def limits(self) -> protocol.Limits:
+        config = self.text_model.config
+        return protocol.Limits(max_rows=self.settings.max_request_rows, max_seq_len=self.text_model.max_length,
+                               vocab_size=_int_or_none(config.get("vocab_size")),
+                               type_vocab_size=_int_or_none(config.get("type_vocab_size")))
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> InferResponse:
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput("this model speaks the v2 (Open Inference) protocol: POST /v2/models/"
+                               f"{self.name}/infer with an 'inputs' list")
+        tensors = [protocol.Tensor(i.name, i.datatype, tuple(i.shape), i.as_numpy) for i in payload.inputs]
+        try:
+            parsed = protocol.parse(tensors, model_inputs=self.text_model.input_names, limits=self.limits())
+        except protocol.RequestError as exc:
+            raise InvalidInput(str(exc)) from None
+        try:
+            logits, labels = await self.batcher.submit(parsed.key, parsed.rows, parsed)
+        except Draining:
+            raise ServerNotReady("the server is shutting down; retry on another replica") from None
+        return self._response(payload, logits, labels)
+
+    def _response(self, payload: InferRequest, logits: np.ndarray, labels: list[str] | None) -> InferResponse:
+        outputs = [_output("logits", np.ascontiguousarray(logits, dtype=np.float32), "FP32")]
+        if labels is not None:
+            outputs.append(_output("label", np.array([s.encode() for s in labels], dtype=np.object_), "BYTES"))
+        return InferResponse(response_id=payload.id or str(uuid.uuid4()), model_name=self.name,
+                             infer_outputs=outputs, from_grpc=payload.from_grpc)
+
+    def _run_batch(self, key: Hashable, batch: Sequence[protocol.Parsed]) -> list[tuple[np.ndarray, Any]]:
+        """Run one batch on an executor thread and split the result per request."""
+        texts, pairs, tokens = protocol.stack(batch)
+        scores = self.text_model.run(tokens) if tokens is not None else self.text_model.score(texts, pairs)
+        out, start = [], 0
+        for request in batch:
+            rows = slice(start, start + request.rows)
+            out.append((scores.logits[rows], scores.labels[rows] if scores.labels is not None else None))
+            start += request.rows
+        return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _output(name: str, array: np.ndarray, datatype: str) -> InferOutput:
+    out = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
+    out.set_data_from_numpy(array, binary_data=False)
+    return out
