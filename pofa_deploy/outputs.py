@@ -36,6 +36,7 @@ MARKERS: dict[str, str] = {
     "synth_report.json": "synth",
     "demo_report.json": "demo",
     "benchmark.json": "benchmark",
+    "package_report.json": "package",
 }
 
 # Signals that end the process like Ctrl-C does: staged folders are cleaned up on the way out.

@@ -131,8 +131,10 @@ def serve(options: ServeOptions) -> None:
               f"(batches up to {options.max_batch} within {options.max_latency_ms:g} ms)", file=sys.stderr, flush=True)
 
     run(model, endpoint, on_ready=ready)
+    # with --workers each worker process batched and drained its own requests
     stats = model.stats  # type: ignore[attr-defined]
-    print(f"pofa-deploy: stopped serving {options.model_name!r}: answered {stats}", file=sys.stderr, flush=True)
+    done = f"{options.workers} worker processes drained" if options.workers > 1 else f"answered {stats}"
+    print(f"pofa-deploy: stopped serving {options.model_name!r}: {done}", file=sys.stderr, flush=True)
 
 
 def main(options: ServeOptions) -> int:
