@@ -179,9 +179,10 @@ class Server:
         except OSError:
             return False
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request(method, path, body, {"Content-Type": "application/json"})
+        conn.request(method, path, body, {"Content-Type": "application/json"} if headers is None else headers)
         resp = conn.getresponse()
         data = resp.read()
         return resp.status, json.loads(data) if data else {}
@@ -254,6 +255,16 @@ def test_malformed_requests_get_4xx_and_the_server_stays_up(served: tuple[Server
     assert got == status and message in json.dumps(reply)
     assert server.ready()
     assert server.request("POST", "/v2/models/nope/infer", b'{"inputs": []}')[0] == 404
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": "application/octet-stream"}])
+def test_a_body_without_the_binary_header_is_json_whatever_its_content_type(served: tuple[Server, Path],
+                                                                            headers: dict[str, str]) -> None:
+    """tritonclient sends JSON-only requests without a Content-Type (sync) or as octet-stream (asyncio)."""
+    server, _ = served
+    body = b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}]}'
+    status, reply = server.request("POST", f"/v2/models/{server.name}/infer", body, headers)
+    assert status == 200, reply
 
 
 def test_grpc_serves_the_same_model(served: tuple[Server, Path]) -> None:

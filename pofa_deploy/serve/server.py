@@ -64,18 +64,20 @@ def run(model: Any, endpoint: Endpoint, *, on_ready: Any = None) -> None:
 
 
 class JsonByDefault:
-    """ASGI middleware: a POST without a Content-Type and without the binary extension's
-    Inference-Header-Content-Length is JSON. tritonclient sends JSON-only requests that way, and KServe
-    would otherwise read the body as binary and refuse it."""
+    """ASGI middleware: a POST without the binary extension's Inference-Header-Content-Length header is
+    JSON, whatever its Content-Type says (the v2 binary-data extension: without the header the whole body
+    is the JSON request). tritonclient sends JSON-only requests with no Content-Type (its asyncio client
+    with application/octet-stream), and KServe would otherwise read such a body as binary and refuse it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http" and scope.get("method") == "POST":
-            names = {k.lower() for k, _ in scope.get("headers", [])}
-            if b"content-type" not in names and b"inference-header-content-length" not in names:
-                scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+            headers = scope.get("headers", [])
+            if all(k.lower() != b"inference-header-content-length" for k, _ in headers):
+                json_type = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                scope = {**scope, "headers": [*json_type, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
 
 
