@@ -519,3 +519,19 @@ def test_isa_cap_runs_every_variant_in_a_capped_child(int8_dir: Path, cache_dir:
         assert result.variants[name].config["INFERENCE_PRECISION_HINT"] == "f32"
         assert result.configs[0].results[name].compiled["INFERENCE_PRECISION_HINT"] == "f32"
     assert any("ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI" in note for note in result.notes)
+
+
+def test_a_throughput_tuned_folder_does_not_give_its_streams_to_a_sync_run(tmp_path: Path) -> None:
+    """tune --objective throughput writes PERFORMANCE_HINT=THROUGHPUT and NUM_STREAMS; a sync (latency) run
+    of that folder must not inherit the streams, an async (throughput) run keeps them, -nstreams wins."""
+    from pofa_deploy.bench.options import Api
+
+    tuned = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2", "PERFORMANCE_HINT_NUM_REQUESTS": "4"}
+    source = planning.Source(variant=Variant.INT8, xml=tmp_path / "m.xml", config=tuned)
+    sync = runners.ov_config(source, BenchmarkOptions(model=str(tmp_path)), {}, Api.SYNC)
+    assert sync["PERFORMANCE_HINT"] == "LATENCY" and "NUM_STREAMS" not in sync
+    assert "PERFORMANCE_HINT_NUM_REQUESTS" not in sync
+    asynchronous = runners.ov_config(source, BenchmarkOptions(model=str(tmp_path)), {}, Api.ASYNC)
+    assert asynchronous["NUM_STREAMS"] == "2" and asynchronous["PERFORMANCE_HINT_NUM_REQUESTS"] == "4"
+    forced = runners.ov_config(source, BenchmarkOptions(model=str(tmp_path), nstreams=3), {}, Api.SYNC)
+    assert forced["NUM_STREAMS"] == "3"

@@ -315,6 +315,13 @@ def ov_config(source: Source, options: BenchmarkOptions, load_cfg: dict[str, Any
             config["PERFORMANCE_HINT"] = "LATENCY" if api is Api.SYNC else "THROUGHPUT"
     elif hint is not Hint.NONE:
         config["PERFORMANCE_HINT"] = hint.value.upper()
+    # A folder tuned for throughput carries NUM_STREAMS (and maybe a request count) for its THROUGHPUT
+    # hint; a run under another hint (a sync latency run) must not inherit them.
+    folder_hint = source.config.get("PERFORMANCE_HINT")
+    if folder_hint is not None and config.get("PERFORMANCE_HINT") != folder_hint:
+        for key in ("NUM_STREAMS", "PERFORMANCE_HINT_NUM_REQUESTS"):
+            if key not in load_cfg:
+                config.pop(key, None)
     if options.nstreams is not None:
         config["NUM_STREAMS"] = str(options.nstreams)
     if options.nthreads is not None:
