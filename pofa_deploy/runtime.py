@@ -343,7 +343,7 @@ def tuned_choice(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(report, dict) or not (folder / str(report.get("model_file"))).is_file():
         return None
-    return {k: report.get(k) for k in ("model_file", "winner", "variant", "properties")}
+    return {k: report.get(k) for k in ("model_file", "winner", "variant", "properties", "nireq")}
 
 
 def _report_seq_len(folder: Path) -> int:

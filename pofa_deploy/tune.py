@@ -105,6 +105,7 @@ class Candidate:
     f32: bool
     sparse_rate: float | None = None
     streams: int | None = None
+    nireq: int | None = None  # throughput: requests kept in flight (one or two per stream)
     batch: int | None = None  # throughput: the batch it runs; latency: None (every -b is timed)
     rank: tuple[int, ...] = ()
     per_round: list[float] = field(default_factory=list)  # figure per round, geometric mean over shapes
@@ -117,7 +118,7 @@ class Candidate:
         text = self.variant + (f"@{self.sparse_rate:g}" if self.sparse_rate is not None else "")
         text += " f32" if self.f32 else ""
         if self.streams is not None:
-            text += f" streams={self.streams} batch={self.batch}"
+            text += f" streams={self.streams} nireq={self.nireq} batch={self.batch}"
         return text
 
     def properties(self, base: dict[str, str]) -> dict[str, str]:
@@ -134,7 +135,8 @@ class Candidate:
     def to_dict(self, base: dict[str, str]) -> dict[str, Any]:
         return {"name": self.name, "variant": self.variant, "model_file": self.model_file,
                 "precision_hint": "f32" if self.f32 else "plugin default", "sparse_rate": self.sparse_rate,
-                "streams": self.streams, "batch": self.batch, "properties": self.properties(base),
+                "streams": self.streams, "nireq": self.nireq, "batch": self.batch,
+                "properties": self.properties(base),
                 "per_round": self.per_round, "p99_ms": self.p99_ms, "shapes": self.shapes,
                 "skipped": self.skipped or None}
 
@@ -192,8 +194,12 @@ def candidates(folder: Folder, options: TuneOptions) -> list[Candidate]:
     for m, (variant, file, r, why) in enumerate(models):
         for p, f32 in enumerate(precisions):
             for s in streams:
-                for b in batches:
-                    out.append(Candidate(variant, file, f32, r, s or None, b, rank=(m, p, s, b or 0), skipped=why))
+                # in-flight requests: one per stream, or two (the next request queued while one runs);
+                # not a compile property, so it goes to tune_report.json (and `package` writes it as OVMS's nireq)
+                for q in (sorted({s, 2 * s}) if s else [0]):
+                    for b in batches:
+                        out.append(Candidate(variant, file, f32, r, s or None, q or None, b,
+                                             rank=(m, p, s, q, b or 0), skipped=why))
     return sorted(out, key=lambda c: c.rank)
 
 
@@ -222,7 +228,7 @@ def build_runners(core: Any, c: Candidate, folder: Folder, say: Progress) -> dic
                 return {}
         source = Source(variant=Variant(c.variant), xml=xml, config=config, sparse_rate=c.sparse_rate)
         try:
-            runner = OVRunner(core, source, batch=b, seq_len=s, api=api, config=config, nireq=None,
+            runner = OVRunner(core, source, batch=b, seq_len=s, api=api, config=config, nireq=c.nireq,
                               inputs_folder=None)
             runner.first()
         except RuntimeError as exc:
@@ -367,7 +373,7 @@ def run_tune(options: TuneOptions, say: Progress) -> dict[str, Any]:
         "rule": "simplest candidate that no other beats beyond the noise (lower quartile of per-round "
                 "speed-ups > 1)" + (", among those whose p99 fits the budget" if options.latency_budget else ""),
         "winner": winner.name, "variant": winner.variant, "model_file": winner.model_file,
-        "properties": winner.properties(folder.base), "batch": winner.batch,
+        "properties": winner.properties(folder.base), "batch": winner.batch, "nireq": winner.nireq,
         "candidates": [{**c.to_dict(folder.base), "speedup_of_winner": ratios_vs(winner, c, options)
                         if c.name in pool and c is not winner else None,
                         "fits_budget": None if options.latency_budget is None or c.name not in pool

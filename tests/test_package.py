@@ -118,11 +118,12 @@ def test_sparse_kernel_choice_carries_the_library(converted: Path, tmp_path: Pat
     folder = Path(shutil.copytree(converted, tmp_path / "out"))
     props = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     (folder / "tune_report.json").write_text(json.dumps({"model_file": SPARSE_IR_FILE, "winner": "int8-pofa-sparse f32",
-                                                         "properties": props}))
+                                                         "properties": props, "nireq": 3}))
     (folder / "runtime_config.json").write_text(json.dumps({"CPU": props}))
     report = package(PackageOptions(out=folder, output=tmp_path / "r", name="sparse", quiet=True))
     repo = tmp_path / "r"
     assert report["model_file"] == SPARSE_IR_FILE and report["extension"] == "sparse/libpofa_sparse_ext.so"
+    assert report["nireq"] == 3 and report["nireq_source"].startswith("tune_report.json")  # tune measured it
     assert (repo / "sparse" / "libpofa_sparse_ext.so").is_file()
     assert (repo / "triton" / "sparse" / "libpofa_sparse_ext.so").is_file()
     assert b'type="SparseFullyConnected"' in (repo / "sparse" / "1" / "model.xml").read_bytes()

@@ -70,7 +70,7 @@ def test_dry_run_writes_nothing(folder: Path) -> None:
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
 
 
-def test_throughput_candidates_carry_streams_and_batch(folder: Path) -> None:
+def test_throughput_candidates_carry_streams_requests_and_batch(folder: Path) -> None:
     from pofa_deploy.tune import TuneOptions, tune
 
     report = tune(TuneOptions(out=folder, objective="throughput", batch=(1, 2), time=0.02, rounds=2,
@@ -80,6 +80,9 @@ def test_throughput_candidates_carry_streams_and_batch(folder: Path) -> None:
     assert {c["batch"] for c in ran} == {1, 2}
     assert all(c["streams"] and c["properties"]["NUM_STREAMS"] == str(c["streams"]) for c in ran)
     assert report["properties"]["PERFORMANCE_HINT"] == "THROUGHPUT"
+    # in-flight requests are a dimension too: one and two per stream, and the winner's count is recorded
+    assert {c["nireq"] // c["streams"] for c in ran} == {1, 2}
+    assert report["nireq"] in {c["nireq"] for c in ran}
 
 
 def test_load_follows_tune_report(folder: Path) -> None:

@@ -94,7 +94,17 @@ def build(tmp: Path, options: PackageOptions, choice: Choice, say: Progress) -> 
     shapes = {i["name"]: i["dims"] for i in inputs}
     say("compiling the packaged model with the tuned properties and checking it against pofa-deploy's own run")
     checked = check(served, folder, choice, plugin_config, shapes, strings=options.strings, pair=options.text_pair)
-    nireq = options.nireq if options.nireq is not None else checked.optimal_requests
+    from ..runtime import tuned_choice
+
+    tuned = tuned_choice(folder)
+    tuned_nireq = tuned.get("nireq") if tuned else None  # tune --objective throughput measured it
+    if options.nireq is not None:
+        nireq, nireq_source = options.nireq, "--nireq"
+    elif isinstance(tuned_nireq, int) and tuned_nireq > 0:
+        nireq, nireq_source = tuned_nireq, "tune_report.json (the measured winner's in-flight requests)"
+    else:
+        nireq = checked.optimal_requests
+        nireq_source = "OPTIMAL_NUMBER_OF_INFER_REQUESTS of the tuned configuration on this machine"
     config = formats.ovms_config(name, version, plugin_config, shapes, nireq)
     problems = formats.schema_errors(config, formats.OVMS_SCHEMA)
     if problems:  # a bug here, not the user's: say so rather than write a config OVMS rejects
@@ -118,8 +128,7 @@ def build(tmp: Path, options: PackageOptions, choice: Choice, say: Progress) -> 
         "schema": SCHEMA, "source": str(folder.resolve()), "name": name, "version": version,
         "model_file": choice.xml.name, "model_file_reason": choice.reason, "strings": options.strings,
         "text_pair": options.text_pair, "inputs": inputs, "outputs": outputs, "plugin_config": plugin_config,
-        "nireq": nireq, "nireq_source": "--nireq" if options.nireq is not None else
-        "OPTIMAL_NUMBER_OF_INFER_REQUESTS of the tuned configuration on this machine",
+        "nireq": nireq, "nireq_source": nireq_source,
         "extension": extension,
         "check": {"sentences": checked.sentences, "max_abs_diff": checked.max_abs_diff,
                   "reference_max_abs": checked.reference_max_abs, "tolerance": "1e-3 x max(1, scale)",
