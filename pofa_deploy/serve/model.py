@@ -61,7 +61,11 @@ class PofaModel(Model):
 
     @property
     def parallel(self) -> int:
-        """Batches run at once: the compiled model's optimal number of infer requests (its streams)."""
+        """Batches run at once: the in-flight requests tune measured (tune_report.json's nireq), else the
+        compiled model's optimal number of infer requests (one per stream)."""
+        tuned = self.text_model.loaded.tuned or {}
+        if isinstance(tuned.get("nireq"), int) and tuned["nireq"] > 0:
+            return int(tuned["nireq"])
         try:
             return max(1, int(self.text_model.loaded.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except (RuntimeError, TypeError, ValueError):
