@@ -153,6 +153,7 @@ def main() -> None:
             row["serve"] = asyncio.run(load_test(server.port, server.name, text, args.clients, args.time))
             row[f"async_b{args.max_batch}"] = reference(args.model, args.max_batch, args.seq_len, args.time)
             row["ratio_vs_async_b1"] = row["serve"]["sentences_per_s"] / row["async_b1"]
+            row[f"ratio_vs_async_b{args.max_batch}"] = row["serve"]["sentences_per_s"] / row[f"async_b{args.max_batch}"]
             rounds.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -172,12 +173,16 @@ def main() -> None:
         "async_b1_sentences_per_s": spread([r["async_b1"] for r in rounds]),
         f"async_b{args.max_batch}_sentences_per_s": spread([r[f"async_b{args.max_batch}"] for r in rounds]),
         "ratio_serve_vs_async_b1": ratio,
-        "target": "serve >= 0.70 x benchmark -api async at the same model and batch",
+        # context: the server batches up to --max-batch, so this is its ceiling at that batch
+        f"ratio_serve_vs_async_b{args.max_batch}": spread([r[f"ratio_vs_async_b{args.max_batch}"] for r in rounds]),
+        "target": "serve >= 0.70 x benchmark -api async at the same model and batch (each request is one "
+                  "sentence: batch 1)",
         "target_met": ratio["median"] >= 0.70,
         "server_last_line": last_line,
     }
     print(json.dumps({k: result[k] for k in ("serve_sentences_per_s", "serve_p50_ms", "serve_p99_ms",
-                                            "async_b1_sentences_per_s", "ratio_serve_vs_async_b1", "target_met")},
+                                            "async_b1_sentences_per_s", "ratio_serve_vs_async_b1",
+                                            f"ratio_serve_vs_async_b{args.max_batch}", "target_met")},
                      indent=1))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
