@@ -120,6 +120,9 @@ def main() -> None:
         "ray": {"cpus": RAY_CPUS, "actors": runs["ray"][0]["actors"], "start_seconds_not_counted": round(ray_start, 2)},
         "local": local, "ray_pool": on_ray,
         "ratio_ray_to_local": round(on_ray["sentences_per_second"] / local["sentences_per_second"], 3),
+        # per interleaved round (local i, then ray i): the spread of the ratio, not only the ratio of medians
+        "ratio_ray_to_local_per_round": [round(lo["seconds"] / ra["seconds"], 3)
+                                         for lo, ra in zip(runs["local"], runs["ray"], strict=True)],
         "outputs_identical": same,
         "runs": runs,
     }
