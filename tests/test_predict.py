@@ -217,6 +217,8 @@ def test_bad_model_output_and_flags(model: Path, tmp_path: Path, capsys: pytest.
         ([*base, "-o", str(source.with_suffix(".jsonl")), "--actors", "2"], 2, "apply to --ray only"),
         ([*base, "-o", str(tmp_path / "o.jsonl"), "--batch-size", "0"], 2, "--batch-size must be a positive"),
         (["predict", str(tmp_path / "nope"), "-i", str(source), "-o", str(tmp_path / "o.jsonl")], 2, "not a folder"),
+        (["predict", str(model), "-i", str(tmp_path / "none.tsv"), "-o", str(tmp_path / "o.jsonl")], 2,
+         "--input " + str(tmp_path / "none.tsv") + ": no such file"),
     ]
     features = tmp_path / "features"
     shutil.copytree(model, features)

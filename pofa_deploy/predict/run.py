@@ -70,6 +70,8 @@ def classification_labels(model: Path) -> list[str]:
 def predict(options: PredictOptions, *, progress: Progress = silent) -> PredictReport:
     """Score ``options.input`` with ``options.model`` into ``options.output`` (module docstring)."""
     started = time.perf_counter()
+    if not options.input.is_file():
+        raise InputError(f"--input {options.input}: no such file; give the .txt, .tsv or .jsonl corpus to score")
     if options.ray is not None:
         require_extra("ray.data", extra="ray", command="predict --ray")
         from .ray_pool import check_reachable
