@@ -362,3 +362,22 @@ def test_bad_serve_command_lines_are_one_line_errors(tiny_int8: Callable[..., Pa
     monkeypatch.setattr(importlib, "import_module", no_kserve)
     assert cli_main(["serve", str(folder)]) == 7
     assert "pip install 'pofa-deploy[serve]'" in capsys.readouterr().err
+
+
+def test_workers_are_processes_each_with_its_own_model(tiny_int8: Callable[..., Path]) -> None:
+    """--workers 2: KServe forks two REST processes from a pickled model; each compiles its own copy, so both
+    answer, and SIGTERM stops them all (exit 0)."""
+    folder = tiny_int8()
+    server = Server(folder, "--workers", "2", "--grpc-port", "0")
+    try:
+        body = b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}]}'
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: server.request("POST", f"/v2/models/{server.name}/infer", body),
+                                    range(8)))
+        assert all(status == 200 for status, _ in replies), replies
+        code, log = server.stop()
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    assert code == 0, log[-2000:]
+    assert log.count("Started child process") == 2 and "2 worker processes drained" in log
