@@ -47,9 +47,10 @@ TERMINATING: tuple[signal.Signals, ...] = tuple(
 class Terminated(BaseException):
     """SIGTERM or SIGHUP arrived; raised like KeyboardInterrupt so every ``finally`` cleans up."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, message: str | None = None) -> None:
         self.signum = int(signum)
-        super().__init__(f"stopped by {signal.Signals(signum).name}; nothing was written to the output folder")
+        super().__init__(message or f"stopped by {signal.Signals(signum).name}; nothing was written to the output "
+                                    "folder")
 
 
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:

@@ -168,6 +168,19 @@ def test_a_failed_package_leaves_no_repo(converted: Path, tmp_path: Path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_fused_tokenizer_that_cuts_differently_is_refused(converted: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check compares the fused tokenizer's ids with Hugging Face's exactly: one that truncates at 8
+    tokens (textmodel cuts at the model's length) is refused and nothing is written."""
+    from pofa_deploy.errors import VerificationError
+    from pofa_deploy.package import model as package_model
+
+    monkeypatch.setattr(package_model, "max_length", lambda _folder: 8)
+    with pytest.raises(VerificationError, match="fused tokenizer's input_ids differ"):
+        package(PackageOptions(out=converted, output=tmp_path / "r", quiet=True))
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("case, args, code, words", [
     ("not converted", ["{empty}", "-o", "{tmp}/r"], 2, ["OUT", "not a converted folder", "pofa-deploy convert"]),
     ("version 0", ["{out}", "-o", "{tmp}/r", "--version", "0"], 2, ["--version", "positive integer"]),
@@ -175,6 +188,7 @@ def test_a_failed_package_leaves_no_repo(converted: Path, tmp_path: Path, monkey
     ("repo inside OUT", ["{out}", "-o", "{out}/repo"], 2, ["lies inside the input OUT"]),
     ("no tokenizer", ["{notok}", "-o", "{tmp}/r"], 2, ["no tokenizer files", "--no-strings"]),
     ("pair without strings", ["{out}", "-o", "{tmp}/r", "--no-strings", "--text-pair"], 2, ["--text-pair needs"]),
+    ("strings and no-strings", ["{out}", "-o", "{tmp}/r", "--strings", "--no-strings"], 2, ["contradict"]),
     ("missing -o", ["{out}"], 2, ["-o/--output"]),
 ])
 def test_bad_input_is_one_line(converted: Path, tmp_path: Path, case: str, args: list[str], code: int,

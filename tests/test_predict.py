@@ -104,7 +104,8 @@ def test_pairs_and_tsv_output(model: Path, tmp_path: Path) -> None:
 class _Scorer:
     """Wraps TextModel.score: records the texts it sees, raises KeyboardInterrupt on call ``stop_at``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, stop_at: int | None = None) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, stop_at: int | None = None,
+                 stop: BaseException | None = None) -> None:
         self.seen: list[str] = []
         self.calls = 0
         original = TextModel.score
@@ -112,7 +113,7 @@ class _Scorer:
         def score(model: TextModel, texts, pairs=None):  # type: ignore[no-untyped-def]
             self.calls += 1
             if self.calls == stop_at:
-                raise KeyboardInterrupt
+                raise stop or KeyboardInterrupt()
             self.seen.extend(texts)
             return original(model, texts, pairs)
 
@@ -158,6 +159,24 @@ def test_an_interrupted_run_resumes_without_rescoring_finished_shards(model: Pat
     fresh = tmp_path / "fresh.jsonl"
     predict(PredictOptions(model=model, input=source, output=fresh, shard_size=4, batch_size=2))
     assert out.read_bytes() == fresh.read_bytes() and not parts.exists()
+
+
+def test_sigterm_keeps_finished_shards_and_says_so(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM ends predict like Ctrl-C (exit 143): the finished shards stay and the line says so, not
+    "nothing was written"."""
+    import signal
+
+    from pofa_deploy.outputs import Terminated
+
+    source = _corpus(tmp_path)
+    out = tmp_path / "pred.jsonl"
+    argv = ["predict", str(model), "-i", str(source), "-o", str(out), "--shard-size", "4", "--batch-size", "2"]
+    _Scorer(monkeypatch, stop_at=5, stop=Terminated(signal.SIGTERM))
+    assert cli.main(argv) == 143
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pofa-deploy:")]
+    assert len(err) == 1 and "stopped by SIGTERM; 2 of 5 shard(s) are kept" in err[0], err
+    assert len(list(parts_folder(out).glob("shard-*"))) == 2
 
 
 def test_a_changed_input_or_setting_refuses_to_resume(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

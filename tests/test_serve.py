@@ -10,6 +10,7 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +126,33 @@ def test_a_lone_request_waits_at_most_the_latency_budget() -> None:
 
     elapsed = asyncio.run(go())
     assert 0.03 <= elapsed < 0.5 and calls == [("a", [1])]
+
+
+def test_drain_answers_a_request_that_is_waiting_for_company() -> None:
+    """A request popped from the queue and waiting (200 ms budget) for others is neither queued nor running;
+    drain must still answer it, at once rather than after the budget."""
+    calls: list[tuple[object, list[int]]] = []
+
+    async def go() -> tuple[object, float]:
+        b = _batcher(calls, max_latency_ms=200.0)
+        pending = asyncio.ensure_future(b.submit("a", 1, 5))
+        await asyncio.sleep(0.02)
+        assert b.pending == 1
+        start = time.monotonic()
+        await b.drain()
+        return pending.result(), time.monotonic() - start
+
+    result, took = asyncio.run(go())
+    assert result == 50 and took < 0.15 and calls == [("a", [5])]
+
+
+def test_a_runner_returning_the_wrong_count_fails_its_requests() -> None:
+    async def go() -> None:
+        b = MicroBatcher(lambda key, payloads: [], max_batch=2, max_latency_ms=0.0)
+        with pytest.raises(RuntimeError, match="returned 0 results for 1"):
+            await asyncio.wait_for(b.submit("a", 1, 1), 5)
+
+    asyncio.run(go())
 
 
 def test_a_failing_batch_fails_only_its_requests_and_drain_refuses_new_ones() -> None:
@@ -247,6 +275,17 @@ def test_v2_client_gets_the_models_scores_for_text_pairs_and_tokens(served: tupl
      400, "--max-request-rows"),
     (b'{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [1, 99999999]}]}', 400,
      "takes values 0 to"),
+    # numpy would score these as the text "None" / "5", or truncate 1.7 and parse "1": refused instead
+    (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [null]}]}', 400, "holds null"),
+    (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [5]}]}', 400, "send strings only"),
+    (b'{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [1.7, 2]}]}', 400,
+     "send integers only"),
+    (b'{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": ["1", "2"]}]}', 400,
+     "send integers only"),
+    (b'{"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [1, true]}]}', 400,
+     "send integers only"),
+    (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}], '
+     b'"outputs": [{"name": "nope"}]}', 400, "unknown output 'nope'"),
 ])
 def test_malformed_requests_get_4xx_and_the_server_stays_up(served: tuple[Server, Path], body: bytes, status: int,
                                                             message: str) -> None:
@@ -265,6 +304,21 @@ def test_a_body_without_the_binary_header_is_json_whatever_its_content_type(serv
     body = b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}]}'
     status, reply = server.request("POST", f"/v2/models/{server.name}/infer", body, headers)
     assert status == 200, reply
+
+
+def test_only_the_requested_outputs_come_back(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    body = (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}], '
+            b'"outputs": [{"name": "label"}]}')
+    status, reply = server.request("POST", f"/v2/models/{server.name}/infer", body)
+    assert status == 200 and [o["name"] for o in reply["outputs"]] == ["label"]  # type: ignore[index]
+
+
+def test_a_malformed_binary_header_is_a_400_not_a_500(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    status, reply = server.request("POST", f"/v2/models/{server.name}/infer", b"{}",
+                                   {"Inference-Header-Content-Length": "abc"})
+    assert status == 400 and "Inference-Header-Content-Length" in str(reply["error"])
 
 
 def test_grpc_serves_the_same_model(served: tuple[Server, Path]) -> None:
@@ -321,6 +375,7 @@ def test_concurrent_load_is_batched_and_sigterm_drains_in_flight_requests(tiny_i
 
     np.testing.assert_allclose(np.stack(results), open_text_model(folder).score(sentences).logits, atol=1e-4)
     assert code == 0, err[-2000:]
+    assert "kserve.trace" not in err  # the log holds events, not a line per request
     last = err.strip().splitlines()[-1]
     assert "answered 16 requests (16 rows) in" in last
     assert int(last.split(" in ")[1].split()[0]) < 16
@@ -334,12 +389,19 @@ def test_bad_serve_command_lines_are_one_line_errors(tiny_int8: Callable[..., Pa
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tiny_int8()
     capsys.readouterr()  # the fixture's conversion output
+    features = tmp_path / "features"
+    shutil.copytree(folder, features)
+    config = json.loads((features / "config.json").read_text())
+    (features / "config.json").write_text(json.dumps({**config, "architectures": ["DistilBertModel"]}))
     cases = [
         (["serve", str(tmp_path / "nowhere")], 2, "not a folder"),
         (["serve", str(tmp_path)], 2, "no OpenVINO IR"),
         (["serve", str(folder), "--port", "0"], 2, "--port must be a port number (1-65535)"),
         (["serve", str(folder), "--name", "a/b"], 2, "--name 'a/b'"),
         (["serve", str(folder), "--max-batch", "0"], 2, "--max-batch must be a positive integer"),
+        (["serve", str(folder), "--port", "65535"], 2, "--port 65535 leaves no default gRPC port"),
+        (["serve", str(folder), "--host", "nosuchhost.invalid"], 2, "--host nosuchhost.invalid: not an address"),
+        (["serve", str(features)], 2, "a feature-extraction model; serve answers text-classification"),
     ]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -371,8 +433,9 @@ def test_workers_are_processes_each_with_its_own_model(tiny_int8: Callable[..., 
     server = Server(folder, "--workers", "2", "--grpc-port", "0")
     try:
         body = b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}]}'
+        # no Content-Type (tritonclient's JSON-only requests): each worker process needs the JSON middleware too
         with ThreadPoolExecutor(4) as pool:
-            replies = list(pool.map(lambda _: server.request("POST", f"/v2/models/{server.name}/infer", body),
+            replies = list(pool.map(lambda _: server.request("POST", f"/v2/models/{server.name}/infer", body, {}),
                                     range(8)))
         assert all(status == 200 for status, _ in replies), replies
         code, log = server.stop()

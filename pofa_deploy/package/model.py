@@ -27,8 +27,15 @@ PAIR_INPUT = "text_pair"
 CHECK_TEXTS = ("a quietly moving film with a very good cast", "Café déjà vu — naïve señor, 北京!",
                "word " * 600)
 CHECK_PAIRS = ("the cast is good", "the same café", "short")
-# Same IR, same properties, same token ids: the logits agree to float noise or something is wrong.
-RELATIVE_TOLERANCE = 1e-3
+# Same IR, same properties, same token ids (checked first, exactly): the logits agree to float noise or
+# something is wrong. Measured: 0 on MiniLM and the tiny test models.
+RELATIVE_TOLERANCE = 1e-5
+# A known difference, not checked: for a sentence pair whose two segments are equally long and together
+# over the model's length, openvino-tokenizers truncates the tie the other way round from Hugging Face's
+# "longest_first" (one token moves from one segment to the other). Stated in the report for --text-pair.
+PAIR_TIE_NOTE = ("sentence pairs whose two segments are equally long and together exceed the model's length are "
+                 "truncated one token differently from the Hugging Face tokenizer (openvino-tokenizers breaks "
+                 "the longest-first tie the other way)")
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,7 @@ def check(xml: Path, folder: Path, choice: Choice, plugin_config: dict[str, str]
     expected = reference.score(texts, pairs)
     feed: dict[str, Any]
     if strings:
+        check_token_ids(folder, reference, texts, pairs)
         feed = {TEXT_INPUT: np.array(texts)}
         if pairs is not None:
             feed[PAIR_INPUT] = np.array(pairs)
@@ -194,7 +202,24 @@ def check(xml: Path, folder: Path, choice: Choice, plugin_config: dict[str, str]
     return Checked(compiled, optimal, diff, scale, len(texts))
 
 
-def run_named(compiled: Any, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+def check_token_ids(folder: Path, reference: Any, texts: Sequence[str], pairs: Sequence[str] | None) -> None:
+    """The fused tokenizer alone must give the Hugging Face tokenizer's ids, mask and segments, exactly."""
+    import openvino as ov
+
+    tokenizer = ov.Core().compile_model(tokenizer_model(folder, pair=pairs is not None), "CPU")
+    feed = [np.array(texts)] + ([np.array(pairs)] if pairs is not None else [])
+    got = run_named(tokenizer, dict(enumerate(feed)))  # by position: a pair tokenizer's inputs have no names
+    want = reference.encode(texts, pairs)
+    mask = want["attention_mask"].astype(bool)
+    for name, values in want.items():
+        ours = got.get(name)
+        if ours is None or ours.shape != values.shape or not np.array_equal(ours[mask], values[mask]):
+            raise VerificationError(f"{folder}: the fused tokenizer's {name} differ from the Hugging Face "
+                                    "tokenizer's on the check sentences; package with --no-strings (clients "
+                                    "send token ids) and report this")
+
+
+def run_named(compiled: Any, feed: dict[Any, Any]) -> dict[str, np.ndarray]:
     """One inference, outputs by tensor name."""
     result = compiled.create_infer_request().infer(feed)
     return {out.get_any_name(): np.array(result[out]) for out in compiled.outputs}

@@ -45,9 +45,9 @@ class PackageOptions:
                               help="model name in OVMS, Triton and KServe (default: OUT's folder name, "
                                    "lowercased, other characters turned into '-')")
     version: int = option(1, flags=("--version",), metavar="N", help="model version: the folder REPO/NAME/N")
-    strings: bool = option(True, flags=("--strings",),
+    strings: bool | None = option(None, flags=("--strings",),
                            help="fuse the tokenizer in front of the model (openvino-tokenizers): clients send "
-                                "raw text as the string input 'text'")
+                                "raw text as the string input 'text' (the default unless --no-strings)")
     no_strings: bool = option(False, flags=("--no-strings",),
                               help="serve the model as converted: clients send input_ids/attention_mask")
     text_pair: bool = option(False, flags=("--text-pair",),
@@ -66,8 +66,10 @@ class PackageOptions:
         coerce_fields(self)
         at_least(self, 1, "version")
         at_least(self, 0, "nireq")
-        if self.no_strings:
-            object.__setattr__(self, "strings", False)
+        # strings is None unless given: --strings (or strings=True) and --no-strings together contradict
+        if self.no_strings and self.strings:
+            raise InputError("--strings and --no-strings contradict each other; give one of them")
+        object.__setattr__(self, "strings", not self.no_strings if self.strings is None else self.strings)
         if self.text_pair and not self.strings:
             raise InputError("--text-pair needs --strings (it names a second string input); drop one of them")
         if self.name is not None:

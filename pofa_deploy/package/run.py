@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InputError
 from ..progress import Progress, printer
 from . import formats
-from .model import Choice, check, choose, io_of, new_core, write_served
+from .model import PAIR_TIE_NOTE, Choice, check, choose, io_of, new_core, write_served
 from .options import PackageOptions
 
 REPORT = "package_report.json"  # marks REPO as a package output: the only folder --overwrite replaces
@@ -65,7 +65,7 @@ def _write_models(tmp: Path, options: PackageOptions, choice: Choice, say: Progr
     triton.parent.mkdir(parents=True)
     say(f"writing {name}/{version}/model.xml from {choice.xml.name}"
         + (" with the tokenizer fused in front (raw text in)" if options.strings else " (token tensors in)"))
-    write_served(choice, Path(options.out), served, strings=options.strings, pair=options.text_pair)
+    write_served(choice, Path(options.out), served, strings=bool(options.strings), pair=options.text_pair)
     if options.strings:
         write_served(choice, Path(options.out), triton, strings=False, pair=False)
     else:
@@ -93,7 +93,8 @@ def build(tmp: Path, options: PackageOptions, choice: Choice, say: Progress) -> 
     inputs, outputs = io_of(new_core(served).read_model(str(served)))
     shapes = {i["name"]: i["dims"] for i in inputs}
     say("compiling the packaged model with the tuned properties and checking it against pofa-deploy's own run")
-    checked = check(served, folder, choice, plugin_config, shapes, strings=options.strings, pair=options.text_pair)
+    checked = check(served, folder, choice, plugin_config, shapes, strings=bool(options.strings),
+                    pair=options.text_pair)
     from ..runtime import tuned_choice
 
     tuned = tuned_choice(folder)
@@ -127,7 +128,8 @@ def build(tmp: Path, options: PackageOptions, choice: Choice, say: Progress) -> 
     report = {
         "schema": SCHEMA, "source": str(folder.resolve()), "name": name, "version": version,
         "model_file": choice.xml.name, "model_file_reason": choice.reason, "strings": options.strings,
-        "text_pair": options.text_pair, "inputs": inputs, "outputs": outputs, "plugin_config": plugin_config,
+        "text_pair": options.text_pair, "known_differences": [PAIR_TIE_NOTE] if options.text_pair else [],
+        "inputs": inputs, "outputs": outputs, "plugin_config": plugin_config,
         "nireq": nireq, "nireq_source": nireq_source,
         "extension": extension,
         "check": {"sentences": checked.sentences, "max_abs_diff": checked.max_abs_diff,

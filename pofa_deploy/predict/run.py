@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, require_extra
+from ..outputs import Terminated
 from ..progress import Progress, printer, silent
 from .corpus import Corpus, format_rows, header, output_format, read_corpus
 from .local import OnShard, score_local
@@ -104,13 +106,16 @@ def predict(options: PredictOptions, *, progress: Progress = silent) -> PredictR
     except BaseException as exc:
         if not any(parts.folder.glob("shard-*")):  # nothing to resume from: leave no work folder behind
             shutil.rmtree(parts.folder, ignore_errors=True)
-        if not isinstance(exc, KeyboardInterrupt):
+        if not isinstance(exc, KeyboardInterrupt | Terminated):
             raise
         kept = skipped + len(done)
-        raise KeyboardInterrupt(
-            f"stopped by the user; {kept} of {len(shards)} shard(s) are kept in {parts.folder}: run the same "
-            "command again to resume" if kept else "stopped by the user before a shard was finished; nothing "
-            "was written") from None
+        who = "the user" if isinstance(exc, KeyboardInterrupt) else signal.Signals(exc.signum).name
+        message = (f"stopped by {who}; {kept} of {len(shards)} shard(s) are kept in {parts.folder}: run the same "
+                   "command again to resume" if kept else
+                   f"stopped by {who} before a shard was finished; nothing was written")
+        if isinstance(exc, Terminated):  # same exit code (128 + signal), the truthful message
+            raise Terminated(exc.signum, message) from None
+        raise KeyboardInterrupt(message) from None
     finish(parts, shards, options.output, header(fmt, labels), source=options.input, overwrite=options.overwrite)
     return PredictReport(options.output, len(corpus), len(shards), skipped, sum(s.rows for s in pending),
                          time.perf_counter() - started, "ray" if options.ray is not None else "local", actors)

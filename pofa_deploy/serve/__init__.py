@@ -8,6 +8,7 @@ binds the servers to ``--host`` and drains in-flight requests on SIGTERM.
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import sys
@@ -50,6 +51,8 @@ class ServeOptions:
             if value is not None and not lowest <= value <= 65535:
                 raise InputError(f"{flag_name(ServeOptions, field)} must be a port number ({lowest}-65535), "
                                  f"got {value}")
+        if self.grpc_port is None and self.port == 65535:
+            raise InputError("--port 65535 leaves no default gRPC port (--port + 1); pass --grpc-port N, or 0 for none")
         if self.name is not None and not NAME_RE.match(self.name):
             raise InputError(f"--name {self.name!r}: use letters, digits, '_', '.' or '-' (it is part of the URL)")
 
@@ -72,17 +75,26 @@ OPTIONS = ServeOptions
 
 def check_port_free(host: str, port: int, flag: str) -> None:
     """Fail now, in one line, rather than after the model has loaded."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"--host {host}: not an address of this machine ({exc}); e.g. 127.0.0.1 or 0.0.0.0") from None
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
+            s.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InputError(f"--host {host}: not an address of this machine; e.g. 127.0.0.1 or 0.0.0.0") from None
             raise InputError(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror}); "
                              f"choose another {flag} or stop what uses it") from None
 
 
 def check_folder(out: Path) -> None:
+    """A converted text-classification folder. Other heads are refused: a QA model's two outputs or a
+    feature extractor's [N, S, H] states padded to whichever requests shared a batch are not what the
+    v2 contract here (``logits`` [N, labels], ``label``) promises."""
+    from ..checkpoint import infer_task, read_config
     from ..ir import ir_xml
 
     if not out.is_dir():
@@ -90,17 +102,20 @@ def check_folder(out: Path) -> None:
     if not ir_xml(out).is_file():
         raise InputError(f"{out}: no OpenVINO IR (openvino_model.xml); convert a checkpoint first with "
                          "pofa-deploy convert")
+    task = infer_task(out, read_config(out)).value
+    if task != "text-classification":
+        raise InputError(f"{out}: a {task} model; serve answers text-classification models (logits and a "
+                         "label per sentence): convert with --task text-classification")
 
 
 def build_model(options: ServeOptions) -> object:
     """The loaded KServe model for ``options`` (raises PofaError for a bad folder)."""
-    import os
-
+    from ..environment import available_cores
     from .model import ModelSettings, PofaModel
 
     threads = options.threads
-    if threads is None and options.workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // options.workers)
+    if threads is None and options.workers > 1:  # the CPUs this process may use (affinity), split
+        threads = max(1, available_cores() // options.workers)
     settings = ModelSettings(max_batch=options.max_batch, max_latency_ms=options.max_latency_ms,
                              max_request_rows=options.max_request_rows, threads=threads)
     model = PofaModel(options.model_name, Path(options.out), settings)

@@ -78,6 +78,7 @@ class MicroBatcher:
         self._busy: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
         self._draining = False
+        self._gathering: list[_Job] = []  # popped from the queue, waiting for company: not yet busy
         self.stats = BatchStats()
 
     async def submit(self, key: Hashable, rows: int, payload: Any) -> Any:
@@ -93,13 +94,16 @@ class MicroBatcher:
 
     @property
     def pending(self) -> int:
-        """Requests queued or running."""
-        return len(self._queue) + sum(len(getattr(t, "jobs", ())) for t in self._busy)
+        """Requests queued, gathering company or running."""
+        running = sum(len(getattr(t, "jobs", ())) for t in self._busy)
+        return len(self._queue) + len(self._gathering) + running
 
     async def drain(self) -> None:
-        """Refuse new requests, finish every queued and running one, then stop."""
+        """Refuse new requests, finish every queued, gathering and running one, then stop. A batch being
+        gathered stops waiting for company and runs at once."""
         self._draining = True
-        while self._queue or self._busy:
+        self._arrived.set()
+        while self.pending:
             await asyncio.sleep(0.01)
         if self._collector is not None:
             self._collector.cancel()
@@ -114,6 +118,7 @@ class MicroBatcher:
             task = asyncio.get_running_loop().create_task(self._execute(jobs))
             task.jobs = jobs  # type: ignore[attr-defined]
             self._busy.add(task)
+            self._gathering = []
             task.add_done_callback(self._busy.discard)
 
     async def _gather(self) -> list[_Job]:
@@ -121,11 +126,12 @@ class MicroBatcher:
         the oldest job's latency budget is spent."""
         first = self._queue.popleft()
         jobs, rows = [first], first.rows
+        self._gathering = jobs  # drain() counts these until they are handed to a runner
         deadline = first.arrived + self.max_latency
         while rows < self.max_batch:
             rows = self._take_matching(jobs, rows)
             remaining = deadline - time.monotonic()
-            if rows >= self.max_batch or remaining <= 0:
+            if rows >= self.max_batch or remaining <= 0 or self._draining:
                 break
             self._arrived.clear()
             try:
@@ -158,6 +164,8 @@ class MicroBatcher:
             try:
                 results = await loop.run_in_executor(self._executor, self._run, live[0].key,
                                                      [j.payload for j in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"the batch runner returned {len(results)} results for {len(live)} requests")
             except Exception as exc:  # one failing batch fails its requests, never the server
                 for job in live:
                     if not job.future.done():

@@ -11,6 +11,7 @@ cannot be pickled, so ``__getstate__`` drops it and each worker process compiles
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,8 +88,11 @@ class PofaModel(Model):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from .server import prepare_process
+
         self.__dict__.update(state)
-        self.load()  # a --workers process compiles its own copy
+        prepare_process()  # a --workers process imports its own FastAPI app: same middleware and log rules
+        self.load()  # and compiles its own copy of the model
 
     @property
     def stats(self) -> BatchStats:
@@ -123,23 +127,38 @@ class PofaModel(Model):
         if not isinstance(payload, InferRequest):
             raise InvalidInput("this model speaks the v2 (Open Inference) protocol: POST /v2/models/"
                                f"{self.name}/infer with an 'inputs' list")
-        tensors = [protocol.Tensor(i.name, i.datatype, tuple(i.shape), i.as_numpy) for i in payload.inputs]
+        tensors = [protocol.Tensor(i.name, i.datatype, tuple(i.shape), _decoder(i)) for i in payload.inputs]
         try:
             parsed = protocol.parse(tensors, model_inputs=self.text_model.input_names, limits=self.limits())
+            wanted = self._requested(payload)
         except protocol.RequestError as exc:
             raise InvalidInput(str(exc)) from None
         try:
             logits, labels = await self.batcher.submit(parsed.key, parsed.rows, parsed)
         except Draining:
             raise ServerNotReady("the server is shutting down; retry on another replica") from None
-        return self._response(payload, logits, labels)
+        return self._response(payload, logits, labels, wanted)
 
-    def _response(self, payload: InferRequest, logits: np.ndarray, labels: list[str] | None) -> InferResponse:
-        outputs = [_output("logits", np.ascontiguousarray(logits, dtype=np.float32), "FP32")]
-        if labels is not None:
+    def _requested(self, payload: InferRequest) -> set[str]:
+        """The outputs to return: those the request names (each must exist), else all of them."""
+        names = {o["name"] for o in self.get_output_types()}
+        asked = [o.name for o in (payload.request_outputs or [])]
+        unknown = [n for n in asked if n not in names]
+        if unknown:
+            raise protocol.RequestError(f"unknown output {unknown[0]!r}; this model has {', '.join(sorted(names))}")
+        return set(asked) or names
+
+    def _response(self, payload: InferRequest, logits: np.ndarray, labels: list[str] | None,
+                  wanted: set[str]) -> InferResponse:
+        outputs = []
+        if "logits" in wanted:
+            outputs.append(_output("logits", np.ascontiguousarray(logits, dtype=np.float32), "FP32"))
+        if labels is not None and "label" in wanted:
             outputs.append(_output("label", np.array([s.encode() for s in labels], dtype=np.object_), "BYTES"))
         return InferResponse(response_id=payload.id or str(uuid.uuid4()), model_name=self.name,
-                             infer_outputs=outputs, from_grpc=payload.from_grpc)
+                             infer_outputs=outputs, from_grpc=payload.from_grpc,
+                             use_binary_outputs=payload.use_binary_outputs,
+                             requested_outputs=payload.request_outputs)
 
     def _run_batch(self, key: Hashable, batch: Sequence[protocol.Parsed]) -> list[tuple[np.ndarray, Any]]:
         """Run one batch on an executor thread and split the result per request."""
@@ -151,6 +170,35 @@ class PofaModel(Model):
             out.append((scores.logits[rows], scores.labels[rows] if scores.labels is not None else None))
             start += request.rows
         return out
+
+
+def _decoder(tensor: Any) -> Any:
+    """``tensor.as_numpy`` after checking the JSON elements' types: numpy would turn null or 5 into the
+    text "None" / "5" for BYTES and truncate 1.7 or parse "1" for INT64, scoring what nobody sent."""
+    def decode() -> np.ndarray:
+        data = tensor.data if getattr(tensor, "_raw_data", None) is None else None
+        if isinstance(data, list):
+            _check_elements(tensor.name, tensor.datatype, data)
+        return np.asarray(tensor.as_numpy())
+    return decode
+
+
+def _check_elements(name: str, datatype: str, data: list[Any]) -> None:
+    flat: list[Any] = []
+    stack = [data]
+    while stack:
+        for item in stack.pop():
+            (stack.append(item) if isinstance(item, list) else flat.append(item))
+    if datatype == "BYTES":
+        bad = next((v for v in flat if not isinstance(v, str | bytes)), None)
+        want = "strings"
+    elif datatype.startswith(("INT", "UINT")):
+        bad = next((v for v in flat if isinstance(v, bool) or not isinstance(v, int)), None)
+        want = "integers"
+    else:
+        return
+    if bad is not None or any(v is None for v in flat):
+        raise protocol.RequestError(f"input {name!r} ({datatype}) holds {json.dumps(bad)}; send {want} only")
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import logging
 import signal
 import sys
 from collections.abc import Iterator
@@ -51,11 +53,7 @@ class Endpoint:
 
 def run(model: Any, endpoint: Endpoint, *, on_ready: Any = None) -> None:
     """Serve ``model`` (a loaded PofaModel) until SIGTERM/SIGINT, then drain and return."""
-    import logging
-
     ms = import_kserve()
-    # KServe logs a line per request ("kserve.trace"); a server's log should hold events, not traffic
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     server = ms.ModelServer(http_port=endpoint.port, grpc_port=endpoint.grpc_port or 0,
                             workers=endpoint.workers, enable_grpc=endpoint.grpc_port is not None,
                             grace_period=endpoint.grace_s, enable_latency_logging=False)
@@ -75,15 +73,56 @@ class JsonByDefault:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http" and scope.get("method") == "POST":
             headers = scope.get("headers", [])
-            if all(k.lower() != b"inference-header-content-length" for k, _ in headers):
+            length = next((v for k, v in headers if k.lower() == b"inference-header-content-length"), None)
+            if length is None:
                 json_type = [(k, v) for k, v in headers if k.lower() != b"content-type"]
                 scope = {**scope, "headers": [*json_type, (b"content-type", b"application/json")]}
+            elif not length.strip().isdigit():  # KServe would answer int('abc') with a 500
+                await _reply(send, 400, "Inference-Header-Content-Length must be the JSON part's size in bytes, "
+                                        f"got {length.decode(errors='replace')!r}")
+                return
         await self.app(scope, receive, send)
+
+
+async def _reply(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class QuietRequests(logging.Filter):
+    """KServe logs a line per request ("kserve.trace") and a full traceback for every 400; a client could
+    flood the log with bad requests. Keep the log to events: trace lines go, a rejected request is one
+    warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "kserve.trace":
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "InvalidInput":
+            record.msg, record.args, record.exc_info, record.exc_text = f"rejected request: {exc}", (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def prepare_process() -> None:
+    """What every serving process needs once (the parent, and each --workers process KServe spawns, which
+    imports its own FastAPI app): the JSON middleware on KServe's app, and the quiet request log. Idempotent."""
+    ms = import_kserve()
+    if not getattr(ms.app, "_pofa_prepared", False):
+        ms.app.add_middleware(JsonByDefault)
+        ms.app._pofa_prepared = True
+    quiet = QuietRequests()
+    for name in ("kserve", "kserve.trace"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietRequests) for f in logger.filters):
+            logger.addFilter(quiet)
 
 
 async def _serve(ms: ModuleType, server: Any, model: Any, endpoint: Endpoint, on_ready: Any) -> None:
     server.setup_event_loop()
-    ms.app.add_middleware(JsonByDefault)
+    prepare_process()
     rest = _rest_server(ms, server, endpoint)
     grpc = _GrpcServer(ms, server, endpoint) if endpoint.grpc_port is not None else None
     grpc_task = asyncio.create_task(grpc.serve()) if grpc else None
