@@ -8,7 +8,7 @@ blank lines. Texts are stripped of surrounding whitespace (GLUE keeps a trailing
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -135,9 +135,17 @@ def parse_label(path: Path, line: int, column: str, value: str, *, names: Mappin
     return label
 
 
-def _tsv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header (lower-cased) and (line number, fields) rows; every row must have the header's width."""
-    lines = text_lines(read_text(path))
+@dataclass(frozen=True)
+class TsvTable:
+    """A TSV split into its lower-cased header (and the line it is on) and (line number, fields) rows."""
+
+    header: list[str]
+    header_line: int
+    rows: list[tuple[int, list[str]]]
+
+
+def tsv_table(path: Path, lines: Sequence[str]) -> TsvTable:
+    """``lines`` of the TSV ``path`` as a table; every row must have the header's width (blank lines skipped)."""
     numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise DataError(path, "empty file; a TSV needs a header row and at least one data row")
@@ -150,7 +158,23 @@ def _tsv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             raise DataError(path, f"{len(fields)} tab-separated fields, but the header on line {header_line} "
                             f"has {len(header)} ({', '.join(header)})", line=number)
         rows.append((number, fields))
-    return header, rows
+    return TsvTable(header, header_line, rows)
+
+
+def _tsv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    table = tsv_table(path, text_lines(read_text(path)))
+    return table.header, table.rows
+
+
+def json_lines(path: Path, lines: Sequence[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line of a JSON-lines file."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", line=number) from None
 
 
 def read_tsv(path: Path, *, text_columns: Sequence[str] | None = None, label_column: str | None = None,
@@ -288,13 +312,7 @@ def _uniform(path: Path, examples: Sequence[Example | QAExample]) -> list[Exampl
 def read_jsonl(path: Path, *, num_labels: int | None = None) -> list[Example] | list[QAExample]:
     """One JSON object per line; blank lines skipped."""
     examples: list[Example | QAExample] = []
-    for number, line in enumerate(text_lines(read_text(path)), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", line=number) from None
+    for number, obj in json_lines(path, text_lines(read_text(path))):
         examples.append(example_from_object(path, obj, "", number, num_labels=num_labels))
     return _uniform(path, examples)
 

@@ -44,6 +44,7 @@ class Choice:
 
     xml: Path
     reason: str
+    nireq: int | None = None  # in-flight requests tune measured (throughput objective), else None
 
     @property
     def sparse_kernel(self) -> bool:
@@ -58,8 +59,9 @@ def choose(folder: Path) -> Choice:
 
     tuned = tuned_choice(folder)
     if tuned is not None:
-        return Choice(folder / str(tuned["model_file"]),
-                      f"tune_report.json chose it ({tuned.get('winner')})")
+        nireq = tuned.get("nireq")
+        return Choice(folder / str(tuned["model_file"]), f"tune_report.json chose it ({tuned.get('winner')})",
+                      nireq if isinstance(nireq, int) and nireq > 0 else None)
     return Choice(folder / STANDARD_IR, "the standard IR (tune has not run on OUT)")
 
 

@@ -95,14 +95,10 @@ def build(tmp: Path, options: PackageOptions, choice: Choice, say: Progress) -> 
     say("compiling the packaged model with the tuned properties and checking it against pofa-deploy's own run")
     checked = check(served, folder, choice, plugin_config, shapes, strings=bool(options.strings),
                     pair=options.text_pair)
-    from ..runtime import tuned_choice
-
-    tuned = tuned_choice(folder)
-    tuned_nireq = tuned.get("nireq") if tuned else None  # tune --objective throughput measured it
     if options.nireq is not None:
         nireq, nireq_source = options.nireq, "--nireq"
-    elif isinstance(tuned_nireq, int) and tuned_nireq > 0:
-        nireq, nireq_source = tuned_nireq, "tune_report.json (the measured winner's in-flight requests)"
+    elif choice.nireq is not None:  # tune --objective throughput measured it
+        nireq, nireq_source = choice.nireq, "tune_report.json (the measured winner's in-flight requests)"
     else:
         nireq = checked.optimal_requests
         nireq_source = "OPTIMAL_NUMBER_OF_INFER_REQUESTS of the tuned configuration on this machine"

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration.readers import TSV_TEXT_LAYOUTS, read_text, text_lines
+from ..calibration.readers import TSV_TEXT_LAYOUTS, json_lines, read_text, text_lines, tsv_table
 from ..errors import DataError
 
 TSV_ID_COLUMNS = ("id", "idx", "index")
@@ -81,11 +81,8 @@ def _read_txt(path: Path, lines: list[str]) -> Columns:
 
 
 def _read_tsv(path: Path, lines: list[str]) -> Columns:
-    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
-    if not numbered:
-        raise DataError(path, "empty file; a TSV needs a header row and at least one data row")
-    header_line, header_text = numbered[0]
-    header = [name.strip().lower() for name in header_text.split("\t")]
+    table = tsv_table(path, lines)
+    header, header_line = table.header, table.header_line
     columns = next((cols for cols in TSV_TEXT_LAYOUTS if all(c in header for c in cols)), None)
     if columns is None:
         raise DataError(path, f"no text column in the header ({', '.join(header)}); expected sentence or text "
@@ -95,11 +92,7 @@ def _read_tsv(path: Path, lines: list[str]) -> Columns:
     ids: list[RowId] = []
     texts: list[str] = []
     pairs: list[str] | None = [] if len(columns) > 1 else None
-    for number, line in numbered[1:]:
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise DataError(path, f"{len(fields)} tab-separated fields, but the header on line {header_line} has "
-                            f"{len(header)} ({', '.join(header)})", line=number)
+    for number, fields in table.rows:
         first = fields[text_at[0]].strip()
         if not first:
             raise DataError(path, f"column {columns[0]} is empty", line=number)
@@ -117,13 +110,7 @@ def _read_jsonl(path: Path, lines: list[str]) -> Columns:
     texts: list[str] = []
     pairs: list[str] = []
     first_kind: tuple[bool, int] | None = None  # (has a pair, line) of the first row
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", line=number) from None
+    for number, obj in json_lines(path, lines):
         row_id, text, pair = _jsonl_row(path, obj, number)
         if first_kind is None:
             first_kind = (pair is not None, number)

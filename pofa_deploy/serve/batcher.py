@@ -75,7 +75,7 @@ class MicroBatcher:
         self._queue: deque[_Job] = deque()
         self._arrived = asyncio.Event()
         self._free = asyncio.Semaphore(parallel)
-        self._busy: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], list[_Job]] = {}  # batches on a runner
         self._collector: asyncio.Task[None] | None = None
         self._draining = False
         self._gathering: list[_Job] = []  # popped from the queue, waiting for company: not yet busy
@@ -95,7 +95,7 @@ class MicroBatcher:
     @property
     def pending(self) -> int:
         """Requests queued, gathering company or running."""
-        running = sum(len(getattr(t, "jobs", ())) for t in self._busy)
+        running = sum(len(jobs) for jobs in self._running.values())
         return len(self._queue) + len(self._gathering) + running
 
     async def drain(self) -> None:
@@ -116,10 +116,9 @@ class MicroBatcher:
                 await self._arrived.wait()
             jobs = await self._gather()
             task = asyncio.get_running_loop().create_task(self._execute(jobs))
-            task.jobs = jobs  # type: ignore[attr-defined]
-            self._busy.add(task)
+            self._running[task] = jobs
             self._gathering = []
-            task.add_done_callback(self._busy.discard)
+            task.add_done_callback(self._running.pop)
 
     async def _gather(self) -> list[_Job]:
         """The oldest job and every queued job with its key, up to max_batch rows, waiting for more until

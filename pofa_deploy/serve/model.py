@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,8 @@ class PofaModel(Model):
         self.text_model: Any = None  # textmodel.TextModel once loaded
         self._batcher: MicroBatcher | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._limits: protocol.Limits | None = None  # set by load()
+        self._output_names: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -55,6 +57,11 @@ class PofaModel(Model):
         from ..textmodel import open_text_model
 
         self.text_model = open_text_model(self.folder, threads=self.settings.threads)
+        config = self.text_model.config
+        self._limits = protocol.Limits(max_rows=self.settings.max_request_rows, max_seq_len=self.text_model.max_length,
+                                       vocab_size=_int_or_none(config.get("vocab_size")),
+                                       type_vocab_size=_int_or_none(config.get("type_vocab_size")))
+        self._output_names = {o["name"] for o in self.get_output_types()}
         # one inference now, so the first client does not pay for the plugin's lazy set-up
         self.text_model.score(["warm up"])
         self.ready = True
@@ -116,20 +123,16 @@ class PofaModel(Model):
             out.append({"name": "label", "datatype": "BYTES", "shape": [-1]})
         return out
 
-    def limits(self) -> protocol.Limits:
-        config = self.text_model.config
-        return protocol.Limits(max_rows=self.settings.max_request_rows, max_seq_len=self.text_model.max_length,
-                               vocab_size=_int_or_none(config.get("vocab_size")),
-                               type_vocab_size=_int_or_none(config.get("type_vocab_size")))
-
     async def predict(self, payload: Any, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> InferResponse:
         if not isinstance(payload, InferRequest):
             raise InvalidInput("this model speaks the v2 (Open Inference) protocol: POST /v2/models/"
                                f"{self.name}/infer with an 'inputs' list")
+        if self._limits is None:
+            raise ServerNotReady("the model is still loading; retry shortly")
         tensors = [protocol.Tensor(i.name, i.datatype, tuple(i.shape), _decoder(i)) for i in payload.inputs]
         try:
-            parsed = protocol.parse(tensors, model_inputs=self.text_model.input_names, limits=self.limits())
+            parsed = protocol.parse(tensors, model_inputs=self.text_model.input_names, limits=self._limits)
             wanted = self._requested(payload)
         except protocol.RequestError as exc:
             raise InvalidInput(str(exc)) from None
@@ -141,12 +144,12 @@ class PofaModel(Model):
 
     def _requested(self, payload: InferRequest) -> set[str]:
         """The outputs to return: those the request names (each must exist), else all of them."""
-        names = {o["name"] for o in self.get_output_types()}
         asked = [o.name for o in (payload.request_outputs or [])]
-        unknown = [n for n in asked if n not in names]
+        unknown = [n for n in asked if n not in self._output_names]
         if unknown:
-            raise protocol.RequestError(f"unknown output {unknown[0]!r}; this model has {', '.join(sorted(names))}")
-        return set(asked) or names
+            raise protocol.RequestError(f"unknown output {unknown[0]!r}; this model has "
+                                        f"{', '.join(sorted(self._output_names))}")
+        return set(asked) or self._output_names
 
     def _response(self, payload: InferRequest, logits: np.ndarray, labels: list[str] | None,
                   wanted: set[str]) -> InferResponse:
@@ -184,21 +187,23 @@ def _decoder(tensor: Any) -> Any:
 
 
 def _check_elements(name: str, datatype: str, data: list[Any]) -> None:
-    flat: list[Any] = []
-    stack = [data]
-    while stack:
-        for item in stack.pop():
-            (stack.append(item) if isinstance(item, list) else flat.append(item))
     if datatype == "BYTES":
-        bad = next((v for v in flat if not isinstance(v, str | bytes)), None)
-        want = "strings"
+        want, ok = "strings", lambda v: isinstance(v, str | bytes)
     elif datatype.startswith(("INT", "UINT")):
-        bad = next((v for v in flat if isinstance(v, bool) or not isinstance(v, int)), None)
-        want = "integers"
+        want, ok = "integers", lambda v: isinstance(v, int) and not isinstance(v, bool)
     else:
         return
-    if bad is not None or any(v is None for v in flat):
-        raise protocol.RequestError(f"input {name!r} ({datatype}) holds {json.dumps(bad)}; send {want} only")
+    for value in _leaves(data):
+        if not ok(value):
+            raise protocol.RequestError(f"input {name!r} ({datatype}) holds {json.dumps(value)}; send {want} only")
+
+
+def _leaves(data: list[Any]) -> Iterator[Any]:
+    for item in data:
+        if isinstance(item, list):
+            yield from _leaves(item)
+        else:
+            yield item
 
 
 def _int_or_none(value: Any) -> int | None:
