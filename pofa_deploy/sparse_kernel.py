@@ -7,7 +7,11 @@ NNCF leaves each quantised Linear as::
 
 :func:`rewrite` replaces that subgraph (the FakeQuantize stays where other consumers still need it)
 with one ``SparseFullyConnected`` node taking ``x`` and the weights in CSR form (only the nonzero i8
-codes and their K positions; the op's contract is documented in ``ext/sparse_fc.hpp``). The node is
+codes and their K positions; the op's contract is documented in ``ext/sparse_fc.hpp``). When the
+Linear's only consumer is ``Gelu(ERF)`` (optionally followed by a per-channel ``Multiply``, NNCF's
+smooth-quant scale), the op computes those too (activation ``gelu_erf``): OpenVINO's own
+FullyConnected fuses its GELU as a post-op, and a GELU left after a custom op costs a whole extra pass
+over the layer's output. The node is
 created here through a Python twin of the C++ op (same type name and version), which serialises to
 the IR; reading the IR with the C++ library added (:func:`pofa_deploy.extension.extension_path`)
 builds the C++ op, whose kernels run it.
@@ -68,6 +72,21 @@ class SparseLayer:
     bias: np.ndarray
     fq_params: np.ndarray
     levels: int
+    activation: str = "none"
+    post: np.ndarray | None = None  # f32 [N] with activation gelu_erf
+
+
+@dataclass
+class Activation:
+    """A fusable Gelu(ERF) -> [Multiply(post)] after a Linear: the nodes and the per-channel factor."""
+
+    gelu: Any
+    multiply: Any | None
+    post: np.ndarray  # f32 [N] (ones without a Multiply)
+
+    @property
+    def last(self) -> Any:
+        return self.multiply if self.multiply is not None else self.gelu
 
 
 @dataclass
@@ -162,6 +181,30 @@ def _match(matmul: Any) -> QuantLinear | str:
     return QuantLinear(matmul, fq, weight, codes.astype(np.int8), scale, fq_params, levels, bias_add, bias)
 
 
+def _only_consumer(output: Any) -> Any | None:
+    targets = list(output.get_target_inputs())
+    return targets[0].get_node() if len(targets) == 1 else None
+
+
+def activation_after(q: QuantLinear) -> Activation | None:
+    """The Gelu(ERF) [-> Multiply by a constant of N values] that is the only consumer of the Linear
+    (its bias Add when fused), or None when there is nothing the op can fuse."""
+    n = q.codes.shape[0]
+    gelu = _only_consumer((q.bias_add or q.matmul).output(0))
+    if gelu is None or gelu.get_type_name() != "Gelu" or \
+            str(gelu.get_attributes().get("approximation_mode", "")).upper() != "ERF":
+        return None
+    post = np.ones(n, dtype=np.float32)
+    mul = _only_consumer(gelu.output(0))
+    if mul is not None and mul.get_type_name() == "Multiply":
+        other = mul.input_value(1 if mul.input_value(0).get_node() is gelu else 0)
+        values = _const(other.get_node())
+        if values is not None and values.dtype == np.float32 and values.size == n and \
+                values.shape[-1] == n and mul.get_output_partial_shape(0).compatible(gelu.get_output_partial_shape(0)):
+            return Activation(gelu, mul, values.reshape(n).astype(np.float32))
+    return Activation(gelu, None, post)
+
+
 def quantised_linears(model: Any) -> tuple[list[QuantLinear], list[dict[str, Any]]]:
     """Every FakeQuantize -> MatMul(i8 weight) of the model, and the MatMuls with a constant weight that
     cannot be replaced (with the reason)."""
@@ -231,8 +274,8 @@ def op_class() -> type:
     import openvino as ov
 
     class SparseFullyConnected(ov.Op):
-        def __init__(self, inputs: list[Any] | None = None, attrs: dict[str, int] | None = None) -> None:
-            self._attrs = dict(attrs or {"in_features": 1, "out_features": 1, "levels": 256})
+        def __init__(self, inputs: list[Any] | None = None, attrs: dict[str, Any] | None = None) -> None:
+            self._attrs = dict(attrs or {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none"})
             super().__init__(self, inputs)
 
         def validate_and_infer_types(self) -> None:
@@ -250,30 +293,32 @@ def op_class() -> type:
             visitor.on_attributes(self._attrs)
             return True
 
-        def get_attributes(self) -> dict[str, int]:
+        def get_attributes(self) -> dict[str, Any]:
             return dict(self._attrs)
 
     return SparseFullyConnected
 
 
-def _make_node(q: QuantLinear) -> Any:
+def _make_node(q: QuantLinear, act: Activation | None) -> Any:
     import openvino.opset13 as ops
 
     n, k = q.codes.shape
     values, indices, row_ptr = to_csr(q.codes)
-    consts = [ops.constant(a) for a in (values, indices, row_ptr, q.scale.astype(np.float32),
-                                         q.bias.astype(np.float32), q.fq_params.astype(np.float32))]
-    inputs = [q.fq.input_value(0), *(c.output(0) for c in consts)]
-    node = op_class()(inputs, {"in_features": int(k), "out_features": int(n), "levels": int(q.levels)})
+    arrays = [values, indices, row_ptr, q.scale.astype(np.float32), q.bias.astype(np.float32),
+              q.fq_params.astype(np.float32)] + ([act.post] if act else [])
+    inputs = [q.fq.input_value(0), *(ops.constant(a).output(0) for a in arrays)]
+    node = op_class()(inputs, {"in_features": int(k), "out_features": int(n), "levels": int(q.levels),
+                               "activation": "gelu_erf" if act else "none"})
     # The MatMul's name carries the source module path (``__module.<path>/aten::linear/MatMul``), which
     # is how the zero check maps a weight to its nn.Linear: the op keeps it.
     node.set_friendly_name(q.name)
     return node
 
 
-def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD) -> RewriteResult:
+def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool = True) -> RewriteResult:
     """A copy of ``model`` where every quantised Linear with at least ``threshold`` zero codes runs
-    SparseFullyConnected (bias Add fused); everything else is untouched. ``model`` is not modified."""
+    SparseFullyConnected (bias Add fused, and a following Gelu(ERF) [-> Multiply] unless ``fuse_gelu``
+    is False); everything else is untouched. ``model`` is not modified."""
     clone = model.clone()
     found, skipped = quantised_linears(clone)
     result = RewriteResult(clone, skipped=list(skipped))
@@ -282,8 +327,9 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD) -> RewriteResul
         if sparsity < threshold:
             result.skipped.append({"name": q.name, "reason": f"sparsity {sparsity:.3f} < {threshold}"})
             continue
-        node = _make_node(q)
-        old = (q.bias_add or q.matmul).output(0)
+        act = activation_after(q) if fuse_gelu else None
+        node = _make_node(q, act)
+        old = (act.last if act else q.bias_add or q.matmul).output(0)
         names = set(old.get_names())
         for target in list(old.get_target_inputs()):
             target.replace_source_output(node.output(0))
@@ -292,7 +338,8 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD) -> RewriteResul
             node.output(0).get_tensor().set_names(names)
         n, k = q.codes.shape
         result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity, 6),
-                              "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None})
+                              "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
+                              "activation": "gelu_erf" if act else "none"})
     clone.validate_nodes_and_infer_types()
     return result
 
@@ -322,8 +369,16 @@ def unpack(model_or_xml: Any) -> list[SparseLayer]:
         values, indices, row_ptr, scale, bias, fq = (a for a in arrays if a is not None)
         attrs = op.get_attributes()
         n, k = int(attrs["out_features"]), int(attrs["in_features"])
+        activation = str(attrs.get("activation", "none"))
+        post = None
+        if activation != "none":
+            post = _const(op.input_value(7).get_node()) if op.get_input_size() > 7 else None
+            if post is None:
+                raise VerificationError(f"{op.get_friendly_name()}: {activation} without a constant post-scale input")
+            post = post.reshape(-1)
         out.append(SparseLayer(op.get_friendly_name(), from_csr(values, indices, row_ptr, (n, k)),
-                               scale.reshape(-1), bias.reshape(-1), fq.reshape(-1), int(attrs["levels"])))
+                               scale.reshape(-1), bias.reshape(-1), fq.reshape(-1), int(attrs["levels"]),
+                               activation, post))
     return out
 
 
@@ -369,6 +424,12 @@ def verify(sparse: Any, standard: Any, source: dict[str, np.ndarray] | None = No
                 raise VerificationError(f"{layer.name}: {what} differ from the standard IR")
         if layer.levels != ref.levels:
             raise VerificationError(f"{layer.name}: FakeQuantize levels differ from the standard IR")
+        if layer.activation != "none":  # the fused GELU must be the standard IR's, post-scale included
+            act = activation_after(ref)
+            if layer.activation != "gelu_erf" or act is None or layer.post is None or \
+                    not np.array_equal(layer.post, act.post):
+                raise VerificationError(f"{layer.name}: the fused {layer.activation} does not match the "
+                                        "standard IR's Gelu and its Multiply")
     if lost:
         raise SparsityLostError(f"{lost} zeros of the source are nonzero in the sparse IR; it is not written")
     return {"layers": len(layers), "nnz": int(sum(np.count_nonzero(la.codes) for la in layers)),

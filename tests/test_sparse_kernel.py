@@ -47,7 +47,15 @@ def _reference(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, bias: np.nda
     return (xd @ codes.T.astype(np.float64)) * scale.astype(np.float64) + bias.astype(np.float64)
 
 
-def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 1.1, -1.3, 1.1), levels=256):
+def _gelu_reference(y: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """gelu(y) * post with the exact erf, in float64."""
+    from math import erf
+
+    return 0.5 * y * (1.0 + np.vectorize(erf)(y / np.sqrt(2.0))) * post.astype(np.float64)
+
+
+def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 1.1, -1.3, 1.1), levels=256,
+           post: np.ndarray | None = None):
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -58,8 +66,12 @@ def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 
     bias = rng.standard_normal(n).astype(np.float32)
     fqa = np.array(fq, dtype=np.float32)
     x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
-    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fqa)]
-    node = sk.op_class()([x.output(0), *consts], {"in_features": k, "out_features": n, "levels": levels})
+    extra = () if post is None else (post,)
+    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fqa, *extra)]
+    attrs: dict = {"in_features": k, "out_features": n, "levels": levels}
+    if post is not None:
+        attrs["activation"] = "gelu_erf"
+    node = sk.op_class()([x.output(0), *consts], attrs)
     return ov.Model([node.output(0)], [x]), (codes, scale, bias, fqa, levels)
 
 
@@ -88,6 +100,65 @@ def test_op_matches_numpy_reference(ext_lib, tmp_path, monkeypatch, path, thread
         ref = _reference(x, codes, scale, bias, fq, levels)
         assert y.shape == (*shape, n)
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("k,n", [(100, 70), (64, 200), (257, 33)])
+def test_fused_gelu_matches_exact_erf(ext_lib, tmp_path, monkeypatch, path, k, n):
+    """activation gelu_erf: y = gelu(linear) * post, against float64 erf; the biases are spread so that
+    outputs cover both GELU tails (large negatives ~0, large positives ~y) and the middle."""
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+    rng = np.random.default_rng(k + n)
+    post = (rng.random(n) * 2 + 0.1).astype(np.float32)
+    model, (codes, scale, bias, fq, levels) = _layer(rng, k, n, 0.9, post=post)
+    compiled = _roundtrip(model, ext_lib, tmp_path, 2)
+    for shape in [(1, 1), (2, 37), (1, 130)]:
+        x = (rng.standard_normal((*shape, k)) * 0.9).astype(np.float32)
+        ref = _gelu_reference(_reference(x, codes, scale, bias, fq, levels), post)
+        y = compiled(x)[0]
+        assert y.shape == (*shape, n)
+        np.testing.assert_allclose(y, ref, rtol=2e-5, atol=2e-6 * float(np.abs(ref).max()) + 1e-6)
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
+def test_fused_gelu_paths_agree_bit_for_bit_over_the_whole_range(ext_lib, tmp_path, monkeypatch):
+    """Biases from -12 to 12 (and one of -1e30) walk the GELU through its tails, zero and the exp
+    clamp; both kernels must give identical floats, all finite."""
+    import openvino as ov
+
+    rng = np.random.default_rng(9)
+    model, _ = _layer(rng, 64, 200, 0.9, post=np.ones(200, np.float32))
+    wide = np.linspace(-12, 12, 200).astype(np.float32)
+    wide[0] = -1e30
+    op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    op.input(5).replace_source_output(ov.op.Constant(wide).output(0))
+    x = rng.standard_normal((2, 33, 64)).astype(np.float32)
+    out = {}
+    for path in ("generic", "vnni"):
+        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+        out[path] = _roundtrip(model, ext_lib, tmp_path, 2)(x)[0]
+    assert np.array_equal(out["generic"], out["vnni"])
+    assert np.all(np.isfinite(out["vnni"])) and out["vnni"][..., 0].max() == 0.0  # gelu(-1e30) = -0, not NaN
+
+
+def test_bad_activation_fails_when_read(ext_lib, tmp_path):
+    import openvino as ov
+
+    rng = np.random.default_rng(2)
+    model, _ = _layer(rng, 32, 16, 0.9)
+    op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
+                        {"in_features": 32, "out_features": 16, "levels": 256, "activation": "relu"})
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match="activation must be none or gelu_erf"):
+        _core(ext_lib).read_model(str(xml))
+    # gelu_erf without its post-scale input
+    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
+                        {"in_features": 32, "out_features": 16, "levels": 256, "activation": "gelu_erf"})
+    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match="expects 8 inputs with activation gelu_erf"):
+        _core(ext_lib).read_model(str(xml))
 
 
 @pytest.mark.parametrize("fq,levels", [((0.0, 2.0, 0.0, 2.0), 256), ((-0.5, 3.0, -0.4, 2.5), 256),
@@ -156,7 +227,8 @@ def test_only_the_vnni_translation_unit_has_avx512_code(ext_lib):
         elif "zmm" in line or "{1to" in line or "%k1" in line:
             offenders.add(function)
     allowed = ("pofa::vnni_quantize", "pofa::vnni_store", "pofa::vnni_accumulate", "pofa::vnni_row_block",
-               "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::row_quads<")
+               "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::row_quads<",
+               "pofa::(anonymous namespace)::gelu16")
     assert offenders and all(any(a in f for a in allowed) for f in offenders), sorted(offenders)
 
 
@@ -264,12 +336,16 @@ def test_rewritten_tiny_model_matches_standard_int8(ext_lib, int8_ir, tmp_path, 
     result = sk.rewrite(standard)
     assert result.replaced == 12  # every encoder Linear of the 2-layer tiny models (q k v out lin1 lin2)
     assert all(".layer." in layer["name"] and layer["sparsity"] >= 0.7 for layer in result.layers)
+    # the GELU after each layer's first FFN Linear runs inside the op
+    assert sum(layer["activation"] == "gelu_erf" for layer in result.layers) == 2
     xml = tmp_path / f"{sk.SPARSE_IR_NAME}.xml"
     ov.save_model(result.model, str(xml), compress_to_fp16=False)
     report = sk.verify(xml, out / "openvino_model.xml")
     assert report["layers"] == 12
     sparse = core.read_model(str(xml))
     assert sum(op.get_type_name() == sk.OP_TYPE for op in sparse.get_ordered_ops()) == 12
+    gelus = [sum(op.get_type_name() == "Gelu" for op in m.get_ordered_ops()) for m in (standard, sparse)]
+    assert gelus[1] == gelus[0] - 2  # (a fill-mask head keeps its own GELU: it is no sparse Linear's)
     assert [o.get_any_name() for o in sparse.outputs] == [o.get_any_name() for o in standard.outputs]
     # f32 for the non-quantised ops isolates the op (tight); the plugin default (bf16 on CPUs with
     # AVX512_BF16/AMX) is what users run (looser: bf16 rounding around the op differs). Each compiled
@@ -438,3 +514,23 @@ def test_optimum_intel_and_benchmark_app_run_the_sparse_ir(ext_lib, int8_ir, tmp
                           "-shape", "input_ids[1,16],attention_mask[1,16]", "-niter", "2", "-hint", "latency"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_fused_gelu_with_a_wrong_post_scale_is_refused(int8_ir, tmp_path):
+    """verify compares a fused GELU's post-scale with the standard IR's Multiply after the Gelu."""
+    import openvino as ov
+
+    std_xml = int8_ir() / "openvino_model.xml"
+    model = sk.rewrite(ov.Core().read_model(str(std_xml))).model
+    op = next(op for op in model.get_ordered_ops()
+              if op.get_type_name() == sk.OP_TYPE and op.get_attributes().get("activation") == "gelu_erf")
+    post = np.array(op.input_value(7).get_node().get_data(), copy=True)
+    post[0] *= 1.5
+    op.input(7).replace_source_output(ov.op.Constant(post).output(0))
+    bad = tmp_path / "bad.xml"
+    ov.save_model(model, str(bad), compress_to_fp16=False)
+    with pytest.raises(VerificationError, match="fused gelu_erf does not match"):
+        sk.verify(bad, std_xml)
+    # without fusion the same layers verify, and nothing is fused
+    plain = sk.rewrite(ov.Core().read_model(str(std_xml)), fuse_gelu=False)
+    assert all(layer["activation"] == "none" for layer in plain.layers)

@@ -33,6 +33,36 @@ inline void transpose_lanes(const __m512i v[4], __m512i out[4]) {
     out[3] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
 }
 
+// 16 lanes of generic_gelu (kernel_generic.cpp): the same operations in the same order.
+inline __m512 gelu16(__m512 x) {
+    using namespace gelu;
+    const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(kInvSqrt2));
+    const __m512 az = _mm512_abs_ps(z);
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(kP), az, _mm512_set1_ps(1.0f)));
+    const __m512 z2 = _mm512_min_ps(_mm512_mul_ps(az, az), _mm512_set1_ps(kMaxZ2));
+    const __m512 v = _mm512_sub_ps(_mm512_setzero_ps(), z2);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), v);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kE0), r, _mm512_set1_ps(kE1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    const __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+    __m512 poly = _mm512_fmadd_ps(_mm512_set1_ps(kA5), t, _mm512_set1_ps(kA4));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA3));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA2));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA1));
+    const __m512 erfc_abs = _mm512_mul_ps(_mm512_mul_ps(poly, t), e);
+    // z >= 0 (ordered compare: a NaN z takes the erfc branch, like the scalar z >= 0.0f test)
+    const __mmask16 nonneg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 one_plus_erf = _mm512_mask_sub_ps(erfc_abs, nonneg, _mm512_set1_ps(2.0f), erfc_abs);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), one_plus_erf);
+}
+
 }  // namespace
 
 void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
@@ -277,6 +307,19 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
         const int64_t valid = tokens - 16 * g < 16 ? tokens - 16 * g : 16;
         const int64_t full = cols / 16 * 16;
         const __mmask16 tail = static_cast<__mmask16>((1u << (cols - full)) - 1u);
+        if (w.post) {  // fused GELU, here where a token's rows are contiguous: post is one vector load
+            const float* post = w.post + nb;
+            for (int64_t tok = 0; tok < valid; ++tok) {
+                const float* src = stage + tok * kStageStride;
+                float* dst = out + (tok0 + tok) * w.N + nb;
+                for (int64_t j = 0; j < full; j += 16)
+                    _mm512_storeu_ps(dst + j, _mm512_mul_ps(gelu16(_mm512_load_ps(src + j)), _mm512_loadu_ps(post + j)));
+                if (tail)
+                    _mm512_mask_storeu_ps(dst + full, tail,
+                                          _mm512_mul_ps(gelu16(_mm512_load_ps(src + full)), _mm512_loadu_ps(post + full)));
+            }
+            continue;
+        }
         for (int64_t tok = 0; tok < valid; ++tok) {
             const float* src = stage + tok * kStageStride;
             float* dst = out + (tok0 + tok) * w.N + nb;

@@ -20,7 +20,7 @@ namespace pofa {
 
 namespace {
 
-enum Input { X = 0, VALUES, INDICES, ROW_PTR, SCALE, BIAS, FQ, N_INPUTS };
+enum Input { X = 0, VALUES, INDICES, ROW_PTR, SCALE, BIAS, FQ, N_INPUTS, POST = N_INPUTS };
 
 // 64-byte aligned scratch: every 16-token group of a quad is one aligned load (a load that splits a
 // cache line costs ~1.6x in the kernel's inner loop).
@@ -95,24 +95,36 @@ struct Prepared {
     int64_t K = 0, N = 0, Kq = 0, n_rblocks = 0, n_kblocks = 0, kq_block = 0;
     QuantParams qp{};
     std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
+    std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
     // VNNI layout, see PackedView in kernel.hpp
     std::vector<int32_t> shared, single, row_slot;
     std::vector<uint32_t> seg_shared, seg_single;
 
     PackedView view() const {
         return PackedView{shared.data(), single.data(), seg_shared.data(), seg_single.data(), row_slot.data(),
-                          alpha.data(),  beta.data(),   K, N, Kq, n_kblocks, kq_block};
+                          alpha.data(),  beta.data(),   post.empty() ? nullptr : post.data(),
+                          K, N, Kq, n_kblocks, kq_block};
     }
 };
 
 SparseFullyConnected::SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
-                                           int64_t levels)
-    : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels) {
+                                           int64_t levels, std::string activation)
+    : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels),
+      m_activation(std::move(activation)) {
     constructor_validate_and_infer_types();
 }
 
 void SparseFullyConnected::validate_and_infer_types() {
-    NODE_VALIDATION_CHECK(this, get_input_size() == N_INPUTS, "expects 7 inputs, got ", get_input_size());
+    NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu_erf",
+                          "activation must be none or gelu_erf, got '", m_activation, "'");
+    const bool gelu = m_activation == "gelu_erf";
+    NODE_VALIDATION_CHECK(this, get_input_size() == N_INPUTS + (gelu ? 1 : 0), "expects ", N_INPUTS + (gelu ? 1 : 0),
+                          " inputs with activation ", m_activation, ", got ", get_input_size());
+    if (gelu) {
+        NODE_VALIDATION_CHECK(this, get_input_element_type(POST).compatible(ov::element::f32), "input 7 must be f32");
+        NODE_VALIDATION_CHECK(this, get_input_partial_shape(POST).compatible(ov::PartialShape{m_out_features}),
+                              "input 7 must have shape [", m_out_features, "], got ", get_input_partial_shape(POST));
+    }
     NODE_VALIDATION_CHECK(this, m_in_features > 0 && m_out_features > 0, "in_features and out_features must be > 0");
     NODE_VALIDATION_CHECK(this, m_levels >= 2 && m_levels <= 256, "levels must be in [2, 256] (u8 activations), got ", m_levels);
     const ov::element::Type expected[N_INPUTS] = {ov::element::f32, ov::element::i8,  ov::element::i32, ov::element::i32,
@@ -167,13 +179,14 @@ void SparseFullyConnected::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     // A clone packs its own copy: its constant inputs may differ from ours.
-    return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels);
+    return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels, m_activation);
 }
 
 bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("in_features", m_in_features);
     visitor.on_attribute("out_features", m_out_features);
     visitor.on_attribute("levels", m_levels);
+    visitor.on_attribute("activation", m_activation);
     return true;
 }
 
@@ -218,6 +231,13 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
             for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) rowsum += values[i];
             p->alpha[n] = static_cast<float>(static_cast<double>(scale[n]) * step);
             p->beta[n] = static_cast<float>(static_cast<double>(scale[n]) * ol * static_cast<double>(rowsum) + bias[n]);
+        }
+        if (m_activation == "gelu_erf") {
+            OPENVINO_ASSERT(inputs.size() > POST && static_cast<int64_t>(inputs[POST].get_size()) == N,
+                            "SparseFullyConnected: activation gelu_erf needs input 7 with N values");
+            const float* post = inputs[POST].data<const float>();
+            p->post.assign(n_pad, 0.0f);
+            std::copy(post, post + N, p->post.begin());
         }
         if (m_path != Path::Vnni) {  // the portable path reads the CSR inputs directly
             m_prepared = std::move(p);
@@ -351,7 +371,8 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         ov::parallel_for((N + rows_per_task - 1) / rows_per_task, [&](size_t c) {
             const int64_t b = static_cast<int64_t>(c) * rows_per_task;
             generic_rows(inputs[VALUES].data<const int8_t>(), inputs[INDICES].data<const int32_t>(),
-                         inputs[ROW_PTR].data<const int32_t>(), p.alpha.data(), p.beta.data(), q.data(),
+                         inputs[ROW_PTR].data<const int32_t>(), p.alpha.data(), p.beta.data(),
+                         p.post.empty() ? nullptr : p.post.data(), q.data(),
                          M, K, N, b, std::min(N, b + rows_per_task), yd);
         });
         return true;

@@ -11,8 +11,12 @@
 //   5  bias     f32 [N]        zeros when the Linear has none
 //   6  fq       f32 [4]        input_low, input_high, output_low, output_high of the activation
 //                              FakeQuantize (per tensor; asymmetric ranges are fine)
-// Attributes: in_features (K), out_features (N), levels (of the FakeQuantize, 2..256).
-// Output: f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n], computed as
+//   7  post     f32 [N]        only with activation "gelu_erf": the per-channel factor after the GELU
+// Attributes: in_features (K), out_features (N), levels (of the FakeQuantize, 2..256), activation
+// ("none", the default, or "gelu_erf": the op also computes the Gelu(ERF) -> Multiply(post) that
+// followed the Linear, see kernel.hpp for why and how).
+// Output: f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n] (then, with
+// gelu_erf, y = gelu(y) * post[n]), computed as
 //   q = round_half_even(clamp((x - input_low) * (levels - 1) / (input_high - input_low), 0, levels - 1))  (u8)
 //   y = scale[n] * (step * sum_k q * w + output_low * sum_k w) + bias[n],  step = (oh - ol) / (levels - 1)
 // with exact int32 sums (u8 x i8 products), i.e. the zero point of the u8 code is folded into a
@@ -30,6 +34,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "openvino/op/op.hpp"
 
@@ -44,7 +49,8 @@ public:
     OPENVINO_OP("SparseFullyConnected");
 
     SparseFullyConnected() = default;
-    SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels);
+    SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels,
+                         std::string activation = "none");
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -60,6 +66,7 @@ private:
     int64_t m_in_features = 0;
     int64_t m_out_features = 0;
     int64_t m_levels = 256;
+    std::string m_activation = "none";
     Path m_path = Path::Generic;
     // Packed weights, built once by the first evaluate. The CPU plugin may call evaluate from several
     // streams at once on the same node, hence call_once; evaluate itself keeps no other mutable state.
