@@ -199,7 +199,8 @@ def activation_after(q: QuantLinear) -> Activation | None:
     if mul is not None and mul.get_type_name() == "Multiply":
         other = mul.input_value(1 if mul.input_value(0).get_node() is gelu else 0)
         values = _const(other.get_node())
-        if values is not None and values.dtype == np.float32 and values.size == n and \
+        # f16 too (an IR saved with FP16 compression): widening to f32 is exact, as the plugin does
+        if values is not None and values.dtype in (np.float32, np.float16) and values.size == n and \
                 values.shape[-1] == n and mul.get_output_partial_shape(0).compatible(gelu.get_output_partial_shape(0)):
             return Activation(gelu, mul, values.reshape(n).astype(np.float32))
     return Activation(gelu, None, post)
