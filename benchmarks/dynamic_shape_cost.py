@@ -17,16 +17,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-ISA_ENV = "ONEDNN_MAX_CPU_ISA"
-ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
+from ab_common import ISA, ISA_ENV, interleaved, request, rerun_with_isa, spread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni")
     p.add_argument("-o", "--output", type=Path)
     args = p.parse_args(argv)
-    cap = ISA[args.isa]
-    if cap and os.environ.get(ISA_ENV) != cap:  # oneDNN reads the cap when the CPU plugin loads
-        return subprocess.call([sys.executable, *sys.argv], env={**os.environ, ISA_ENV: cap})
+    if (code := rerun_with_isa(args.isa)) is not None:
+        return code
 
     import openvino as ov
 
@@ -53,33 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     core = ov.Core()
     core.add_extension(str(extension_path()))
     shape = [args.batch, args.seq_len]
-    requests: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    requests = {}
     for ir, file in (("int8", "openvino_model.xml"), ("sparse", f"{SPARSE_IR_NAME}.xml")):
-        for kind in ("static", "dynamic"):
-            model = core.read_model(str(args.out / file))
-            if kind == "static":
-                model.reshape({i.get_any_name(): shape for i in model.inputs})
-            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
-                                                         "INFERENCE_NUM_THREADS": args.threads})
-            rng = np.random.default_rng(0)
-            feeds = {i.get_any_name(): (np.ones(shape, np.int64) if "mask" in i.get_any_name() else
-                                        np.zeros(shape, np.int64) if "type" in i.get_any_name() else
-                                        rng.integers(5, 1000, shape)) for i in compiled.inputs}
-            request = compiled.create_infer_request()
-            for _ in range(5):
-                request.infer(feeds)
-            requests[f"{ir}-{kind}"] = (request, feeds)
-    names = list(requests)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for rnd in range(args.rounds):
-        for n in names if rnd % 2 == 0 else names[::-1]:
-            request, feeds = requests[n]
-            ts = []
-            for _ in range(args.iters):
-                t = time.perf_counter()
-                request.infer(feeds)
-                ts.append(time.perf_counter() - t)
-            times[n].append(statistics.median(ts) * 1e3)
+        for kind, static in (("static", shape), ("dynamic", None)):
+            requests[f"{ir}-{kind}"] = request(core, args.out / file, static, shape, args.threads)
+    times = interleaved(requests, args.rounds, args.iters)
     extra = {ir: [d - s for d, s in zip(times[f"{ir}-dynamic"], times[f"{ir}-static"], strict=True)]
              for ir in ("int8", "sparse")}
     report = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
@@ -87,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
               "shape": shape, "rounds": args.rounds, "iters_per_round": args.iters,
               "median_ms": {n: round(statistics.median(v), 3) for n, v in times.items()},
               "per_round_ms": {n: [round(t, 3) for t in v] for n, v in times.items()},
-              "dynamic_minus_static_ms": {ir: {"median": round(statistics.median(v), 3), "min": round(min(v), 3),
-                                               "max": round(max(v), 3)} for ir, v in extra.items()}}
-    for n in names:
-        print(f"{n:16s} {report['median_ms'][n]:8.2f} ms")
+              "dynamic_minus_static_ms": {ir: spread(v) for ir, v in extra.items()}}
     for ir, v in report["dynamic_minus_static_ms"].items():
         print(f"dynamic shapes cost {ir}: +{v['median']:.2f} ms per inference [{v['min']:.2f}, {v['max']:.2f}]")
     if args.output:

@@ -4,10 +4,8 @@ The parts that need no model (statistics, shapes, FLOPs, the JSON types) are in 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
-import io
 import json
 import sys
 from collections.abc import Callable
@@ -16,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_run import runner
 
-from pofa_deploy import cli, environment
+from pofa_deploy import environment
 from pofa_deploy.bench import DEFAULT_PEAK_SHAPE, BenchmarkOptions, Variant, runners
 from pofa_deploy.bench import peak as peaks
 from pofa_deploy.bench import plan as planning
@@ -29,11 +28,7 @@ from pofa_deploy.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["benchmark", *args])
-    return code, out.getvalue(), err.getvalue()
+run_cli = runner("benchmark")
 
 
 # -- a tiny converted model, benchmarked once for the tests below ------------------------------------

@@ -4,8 +4,6 @@ KServe files, the staging/--overwrite rule, and one bad input per error through 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from collections.abc import Callable
@@ -13,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import runner
 
-from pofa_deploy import cli
 from pofa_deploy.package import PackageOptions, package
 from pofa_deploy.package.formats import OVMS_SCHEMA, schema_errors
 from pofa_deploy.package.model import score_texts
@@ -23,11 +21,7 @@ from pofa_deploy.runtime import SPARSE_IR_FILE
 SENTENCES = ["a gripping, well acted film", "dull", "Ünïcode café — 東京 " * 3]
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["package", *args])
-    return code, out.getvalue(), err.getvalue()
+run_cli = runner("package")
 
 
 @pytest.fixture(scope="module")

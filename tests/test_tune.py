@@ -4,27 +4,21 @@ behaviour, never speed."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_run import runner
 
-from pofa_deploy import cli
 from pofa_deploy.bench.stats import beyond_noise, simplest_unbeaten
 from pofa_deploy.runtime_config import RUNTIME_CONFIG
 
 QUICK = ("-t", "0.02", "--rounds", "2", "-q")
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["tune", *args])
-    return code, out.getvalue(), err.getvalue()
+run_cli = runner("tune")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,67 @@
+"""Shared by the whole-model A/B scripts (fusion_ab.py, dynamic_shape_cost.py): the oneDNN ISA cap
+(re-executing the script in a child, since the cap must be in the environment before OpenVINO loads),
+one compiled sync request per IR with fixed token inputs, and interleaved timing rounds."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
+
+
+def rerun_with_isa(isa: str) -> int | None:
+    """The child's exit code when this process had to re-run itself under the ``isa`` cap, else None."""
+    cap = ISA[isa]
+    if cap and os.environ.get(ISA_ENV) != cap:
+        return subprocess.call([sys.executable, *sys.argv], env={**os.environ, ISA_ENV: cap})
+    return None
+
+
+def request(core: Any, xml: Path, shape: list[int] | None, feed_shape: list[int], threads: int) -> tuple[Any, dict]:
+    """A warmed-up sync request of ``xml`` (reshaped to ``shape`` unless None: then as read), f32 hint,
+    one stream; inputs: random token ids, a full attention mask, zero token types."""
+    model = core.read_model(str(xml))
+    if shape is not None:
+        model.reshape({i.get_any_name(): shape for i in model.inputs})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
+                                                 "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in compiled.inputs:
+        name = i.get_any_name()
+        feeds[name] = np.ones(feed_shape, np.int64) if "mask" in name else (
+            np.zeros(feed_shape, np.int64) if "type" in name else rng.integers(5, 1000, feed_shape))
+    req = compiled.create_infer_request()
+    for _ in range(5):
+        req.infer(feeds)
+    return req, feeds
+
+
+def interleaved(requests: dict[str, tuple[Any, dict]], rounds: int, iters: int) -> dict[str, list[float]]:
+    """Per variant, the median ms of ``iters`` inferences in each round; the order alternates by round."""
+    names = list(requests)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for rnd in range(rounds):
+        for n in names if rnd % 2 == 0 else names[::-1]:
+            req, feeds = requests[n]
+            ts = []
+            for _ in range(iters):
+                t = time.perf_counter()
+                req.infer(feeds)
+                ts.append(time.perf_counter() - t)
+            times[n].append(statistics.median(ts) * 1e3)
+        print(f"round {rnd + 1}/{rounds}: " + "  ".join(f"{n} {times[n][-1]:.2f} ms" for n in names), flush=True)
+    return times
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
