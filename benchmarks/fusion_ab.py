@@ -1,12 +1,13 @@
-"""Whole-model A/B: the sparse-kernel IR with the GELU fused into SparseFullyConnected against the same IR
-without that fusion, and both against the standard INT8 IR, timed interleaved in one process.
+"""Whole-model A/B of the sparse-kernel IR's fusions: the op alone, with the GELU fused, and with the GELU
+fused and the u8 hand-off from the first FFN op to the second, against the standard INT8 IR, timed
+interleaved in one process.
 
 Why in one process: on the 2-core KVM guest these figures come from, the sparse IR's speed is bimodal
 across time (benchmarks/README.md, issue 10), so two separate runs can differ by 30% for reasons that
 have nothing to do with the change; interleaved rounds in one process see the same machine state. The
-unfused IR is written here from the folder's standard IR (``sparse_kernel.rewrite(fuse_gelu=False)``).
-Per round, each IR runs ``--iters`` sync inferences and gives its median; the report gives the median of
-the per-round ratios with their min and max.
+three sparse IRs are written here from the folder's standard IR (``sparse_kernel.rewrite`` with
+``fuse_gelu`` / ``handoff``). Per round, each IR runs ``--iters`` sync inferences and gives its median;
+the report gives the median of the per-round ratios with their min and max.
 
     .venv/bin/python benchmarks/fusion_ab.py OUT -b 1 --isa avx512_vnni -o results/sparse-kernel/fusion.json
 """
@@ -23,7 +24,13 @@ from pathlib import Path
 
 from ab_common import ISA, ISA_ENV, interleaved, request, rerun_with_isa, spread
 
-VARIANTS = ("int8", "sparse-unfused", "sparse-fused")
+# variant -> rewrite options (None: the standard IR)
+VARIANTS: dict[str, dict[str, bool] | None] = {
+    "int8": None,
+    "sparse-unfused": {"fuse_gelu": False, "handoff": False},
+    "sparse-gelu": {"fuse_gelu": True, "handoff": False},
+    "sparse-gelu-u8": {"fuse_gelu": True, "handoff": True},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,12 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     core.add_extension(str(extension_path()))
     shape = [args.batch, args.seq_len]
     standard = args.out / "openvino_model.xml"
+    fused: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        unfused = Path(tmp) / "unfused_sparse.xml"
-        ov.save_model(sk.rewrite(core.read_model(str(standard)), fuse_gelu=False).model, str(unfused),
-                      compress_to_fp16=False)
-        fused_layers = sum(layer["activation"] != "none" for layer in sk.rewrite(core.read_model(str(standard))).layers)
-        files = {"int8": standard, "sparse-unfused": unfused, "sparse-fused": args.out / f"{sk.SPARSE_IR_NAME}.xml"}
+        files = {}
+        for v, options in VARIANTS.items():
+            if options is None:
+                files[v] = standard
+                continue
+            result = sk.rewrite(core.read_model(str(standard)), **options)
+            fused[v] = {"gelu": sum(la["activation"] != "none" for la in result.layers),
+                        "u8_handoffs": sum(bool(la["u8_output_to"]) for la in result.layers)}
+            files[v] = Path(tmp) / f"{v}.xml"
+            ov.save_model(result.model, str(files[v]), compress_to_fp16=False)
         requests = {v: request(core, files[v], shape, shape, args.threads) for v in VARIANTS}
     times = interleaved(requests, args.rounds, args.iters)
 
@@ -66,17 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         "command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
         "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads,
         "batch": args.batch, "seq_len": args.seq_len, "rounds": args.rounds, "iters_per_round": args.iters,
-        "gelu_fused_layers": fused_layers,
+        "fused_layers": fused,
         "median_ms": {v: round(statistics.median(times[v]), 3) for v in VARIANTS},
         "per_round_ms": {v: [round(t, 3) for t in times[v]] for v in VARIANTS},
-        "speedup_fused_over_unfused": ratios("sparse-unfused", "sparse-fused"),
-        "speedup_fused_over_int8": ratios("int8", "sparse-fused"),
-        "speedup_unfused_over_int8": ratios("int8", "sparse-unfused"),
+        "speedup_gelu_over_unfused": ratios("sparse-unfused", "sparse-gelu"),
+        "speedup_u8_over_gelu": ratios("sparse-gelu", "sparse-gelu-u8"),
+        "speedup_all_over_unfused": ratios("sparse-unfused", "sparse-gelu-u8"),
+        "speedup_over_int8": {v: ratios("int8", v) for v in VARIANTS if v != "int8"},
     }
-    s, fused, unfused = (report[k] for k in ("speedup_fused_over_unfused", "speedup_fused_over_int8",
-                                             "speedup_unfused_over_int8"))
-    print(f"fused over unfused {s['median']:.3f}x [{s['min']:.3f}-{s['max']:.3f}]; over int8 "
-          f"{fused['median']:.2f}x (unfused {unfused['median']:.2f}x)")
+    for key in ("speedup_gelu_over_unfused", "speedup_u8_over_gelu", "speedup_all_over_unfused"):
+        r = report[key]
+        print(f"{key}: {r['median']:.3f}x [{r['min']:.3f}-{r['max']:.3f}]")
+    print("over int8: " + ", ".join(f"{v} {r['median']:.2f}x" for v, r in report["speedup_over_int8"].items()))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1) + "\n")

@@ -11,7 +11,9 @@ codes and their K positions; the op's contract is documented in ``ext/sparse_fc.
 Linear's only consumer is ``Gelu(ERF)`` (optionally followed by a per-channel ``Multiply``, NNCF's
 smooth-quant scale), the op computes those too (activation ``gelu_erf``): OpenVINO's own
 FullyConnected fuses its GELU as a post-op, and a GELU left after a custom op costs a whole extra pass
-over the layer's output. The node is
+over the layer's output. And where an op's output goes only into another op (the first FFN Linear,
+GELU fused, into the second), the first writes the second's u8 codes instead of f32
+(``output_levels`` / ``input_u8``, see ``ext/kernel.hpp``). The node is
 created here through a Python twin of the C++ op (same type name and version), which serialises to
 the IR; reading the IR with the C++ library added (:func:`pofa_deploy.extension.extension_path`)
 builds the C++ op, whose kernels run it.
@@ -74,6 +76,9 @@ class SparseLayer:
     levels: int
     activation: str = "none"
     post: np.ndarray | None = None  # f32 [N] with activation gelu_erf
+    out_fq: np.ndarray | None = None  # f32 [4]: the consumer's FakeQuantize, when this op writes u8 codes
+    output_levels: int = 0
+    input_u8: bool = False
 
 
 @dataclass
@@ -276,7 +281,8 @@ def op_class() -> type:
 
     class SparseFullyConnected(ov.Op):
         def __init__(self, inputs: list[Any] | None = None, attrs: dict[str, Any] | None = None) -> None:
-            self._attrs = dict(attrs or {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none"})
+            self._attrs = dict(attrs or {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none",
+                                         "output_levels": 0, "input_u8": False})
             super().__init__(self, inputs)
 
         def validate_and_infer_types(self) -> None:
@@ -285,7 +291,7 @@ def op_class() -> type:
                 dims = [shape[i] for i in range(shape.rank.get_length())]
                 dims[-1] = ov.Dimension(int(self._attrs["out_features"]))
                 shape = ov.PartialShape(dims)
-            self.set_output_type(0, ov.Type.f32, shape)
+            self.set_output_type(0, ov.Type.u8 if int(self._attrs.get("output_levels", 0)) else ov.Type.f32, shape)
 
         def clone_with_new_inputs(self, new_inputs: list[Any]) -> Any:
             return SparseFullyConnected(new_inputs, self._attrs)
@@ -300,36 +306,67 @@ def op_class() -> type:
     return SparseFullyConnected
 
 
-def _make_node(q: QuantLinear, act: Activation | None) -> Any:
+def _make_node(q: QuantLinear, act: Activation | None, feeds: QuantLinear | None, fed: bool) -> Any:
+    """The op for ``q``; ``feeds``: the rewritten Linear it hands u8 codes to; ``fed``: its input is a
+    producer op's u8 codes."""
     import openvino.opset13 as ops
 
     n, k = q.codes.shape
     values, indices, row_ptr = to_csr(q.codes)
     arrays = [values, indices, row_ptr, q.scale.astype(np.float32), q.bias.astype(np.float32),
-              q.fq_params.astype(np.float32)] + ([act.post] if act else [])
+              q.fq_params.astype(np.float32)] + ([act.post] if act else []) + \
+        ([feeds.fq_params.astype(np.float32)] if feeds else [])
     inputs = [q.fq.input_value(0), *(ops.constant(a).output(0) for a in arrays)]
     node = op_class()(inputs, {"in_features": int(k), "out_features": int(n), "levels": int(q.levels),
-                               "activation": "gelu_erf" if act else "none"})
+                               "activation": "gelu_erf" if act else "none",
+                               "output_levels": int(feeds.levels) if feeds else 0, "input_u8": fed})
     # The MatMul's name carries the source module path (``__module.<path>/aten::linear/MatMul``), which
     # is how the zero check maps a weight to its nn.Linear: the op keeps it.
     node.set_friendly_name(q.name)
     return node
 
 
-def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool = True) -> RewriteResult:
+def _handoffs(chosen: list[QuantLinear], acts: dict[int, Activation | None]) -> dict[int, QuantLinear]:
+    """Producer -> consumer pairs for the u8 hand-off: the producer's last fused node (its Multiply, Gelu
+    or bias Add) has one consumer, the consumer's FakeQuantize, whose one consumer is the consumer's
+    MatMul. Keyed by id() of the producer."""
+    by_fq = {q.fq.get_instance_id(): q for q in chosen}
+    pairs = {}
+    for q in chosen:
+        act = acts[id(q)]
+        last = act.last if act else q.bias_add or q.matmul
+        fq = _only_consumer(last.output(0))
+        if fq is None or fq.get_type_name() != "FakeQuantize" or fq.get_instance_id() not in by_fq:
+            continue
+        consumer = by_fq[fq.get_instance_id()]
+        only = _only_consumer(fq.output(0))
+        if only is not None and only.get_instance_id() == consumer.matmul.get_instance_id():
+            pairs[id(q)] = consumer
+    return pairs
+
+
+def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool = True,
+            handoff: bool = True) -> RewriteResult:
     """A copy of ``model`` where every quantised Linear with at least ``threshold`` zero codes runs
     SparseFullyConnected (bias Add fused, and a following Gelu(ERF) [-> Multiply] unless ``fuse_gelu``
-    is False); everything else is untouched. ``model`` is not modified."""
+    is False; an op feeding only another op hands it u8 codes unless ``handoff`` is False); everything
+    else is untouched. ``model`` is not modified."""
     clone = model.clone()
     found, skipped = quantised_linears(clone)
     result = RewriteResult(clone, skipped=list(skipped))
+    chosen = []
     for q in found:
+        if q.sparsity < threshold:
+            result.skipped.append({"name": q.name, "reason": f"sparsity {q.sparsity:.3f} < {threshold}"})
+        else:
+            chosen.append(q)
+    acts = {id(q): activation_after(q) if fuse_gelu else None for q in chosen}
+    feeds = _handoffs(chosen, acts) if handoff else {}
+    fed = {id(c) for c in feeds.values()}
+    for q in chosen:  # in graph order: a producer is replaced before its consumer reads its output
         sparsity = q.sparsity
-        if sparsity < threshold:
-            result.skipped.append({"name": q.name, "reason": f"sparsity {sparsity:.3f} < {threshold}"})
-            continue
-        act = activation_after(q) if fuse_gelu else None
-        node = _make_node(q, act)
+        act = acts[id(q)]
+        node = _make_node(q, act, feeds.get(id(q)), id(q) in fed)
         old = (act.last if act else q.bias_add or q.matmul).output(0)
         names = set(old.get_names())
         for target in list(old.get_target_inputs()):
@@ -340,7 +377,9 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
         n, k = q.codes.shape
         result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity, 6),
                               "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
-                              "activation": "gelu_erf" if act else "none"})
+                              "activation": "gelu_erf" if act else "none",
+                              "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
+                              "u8_input": id(q) in fed})
     clone.validate_nodes_and_infer_types()
     return result
 
@@ -371,16 +410,45 @@ def unpack(model_or_xml: Any) -> list[SparseLayer]:
         attrs = op.get_attributes()
         n, k = int(attrs["out_features"]), int(attrs["in_features"])
         activation = str(attrs.get("activation", "none"))
-        post = None
+        output_levels = int(attrs.get("output_levels", 0))
+        post = out_fq = None
+        extra = op.get_input_size() - 7
         if activation != "none":
-            post = _const(op.input_value(7).get_node()) if op.get_input_size() > 7 else None
+            post = _const(op.input_value(7).get_node()) if extra >= 1 else None
             if post is None:
                 raise VerificationError(f"{op.get_friendly_name()}: {activation} without a constant post-scale input")
             post = post.reshape(-1)
+        if output_levels:
+            out_fq = _const(op.input_value(op.get_input_size() - 1).get_node())
+            if out_fq is None or extra < 1 + (activation != "none"):
+                raise VerificationError(f"{op.get_friendly_name()}: u8 output without a constant out_fq input")
+            out_fq = out_fq.reshape(-1)
         out.append(SparseLayer(op.get_friendly_name(), from_csr(values, indices, row_ptr, (n, k)),
                                scale.reshape(-1), bias.reshape(-1), fq.reshape(-1), int(attrs["levels"]),
-                               activation, post))
+                               activation, post, out_fq, output_levels, bool(attrs.get("input_u8", False))))
     return out
+
+
+def _verify_handoffs(model: Any, layers: list[SparseLayer]) -> None:
+    """Every op writing u8 codes feeds exactly one op that reads u8 codes, with that op's own
+    FakeQuantize (parameters and levels); every op reading u8 codes is fed by such an op."""
+    by_name = {la.name: la for la in layers}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != OP_TYPE:
+            continue
+        layer = by_name[op.get_friendly_name()]
+        if layer.input_u8:
+            producer = op.input_value(0).get_node()
+            if producer.get_type_name() != OP_TYPE or not by_name[producer.get_friendly_name()].output_levels:
+                raise VerificationError(f"{layer.name}: reads u8 codes that no SparseFullyConnected writes")
+        if layer.output_levels:
+            consumers = [t.get_node() for t in op.output(0).get_target_inputs()]
+            consumer = by_name.get(consumers[0].get_friendly_name()) if len(consumers) == 1 and \
+                consumers[0].get_type_name() == OP_TYPE else None
+            if consumer is None or not consumer.input_u8 or layer.out_fq is None or \
+                    not np.array_equal(layer.out_fq, consumer.fq_params) or layer.output_levels != consumer.levels:
+                raise VerificationError(f"{layer.name}: its u8 output is not exactly the FakeQuantize of the one "
+                                        "op it feeds")
 
 
 def verify(sparse: Any, standard: Any, source: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -431,6 +499,7 @@ def verify(sparse: Any, standard: Any, source: dict[str, np.ndarray] | None = No
                     not np.array_equal(layer.post, act.post):
                 raise VerificationError(f"{layer.name}: the fused {layer.activation} does not match the "
                                         "standard IR's Gelu and its Multiply")
+    _verify_handoffs(sparse if not isinstance(sparse, str | Path) else read_sparse_model(Path(sparse)), layers)
     if lost:
         raise SparsityLostError(f"{lost} zeros of the source are nonzero in the sparse IR; it is not written")
     return {"layers": len(layers), "nnz": int(sum(np.count_nonzero(la.codes) for la in layers)),

@@ -85,7 +85,9 @@ def _sparse_kernel_lines(info: dict[str, Any], out: Path) -> list[str]:
         f", top-1 agreement {pct(v['top1_agreement'])}" if "top1_agreement" in v else "")
         for name, v in agree.items() if isinstance(v, dict))
     gelu = sum(1 for layer in info["layers"] if layer.get("activation", "none") != "none")
-    fused = f" ({gelu} with their GELU)" if gelu else ""
+    u8 = sum(1 for layer in info["layers"] if layer.get("u8_output_to"))
+    parts = [f"{gelu} with their GELU"] * bool(gelu) + [f"{u8} handing u8 codes to the next"] * bool(u8)
+    fused = f" ({', '.join(parts)})" if parts else ""
     return [f"  sparse kernel {out / info['file']}: {len(info['layers'])} Linears run SparseFullyConnected{fused}, "
             f"{info['proof']['codes_checked']:,} i8 codes proven equal to the standard IR's",
             *([f"  vs INT8 IR    {shown} on {agree['samples']} held-back samples"] if shown else [])]

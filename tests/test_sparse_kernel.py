@@ -141,6 +141,69 @@ def test_fused_gelu_paths_agree_bit_for_bit_over_the_whole_range(ext_lib, tmp_pa
     assert np.all(np.isfinite(out["vnni"])) and out["vnni"][..., 0].max() == 0.0  # gelu(-1e30) = -0, not NaN
 
 
+def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handoff: bool):
+    """x -> op A (K=k, N=n, GELU optional) -> op B (K=n, N=n2); with ``handoff`` A writes B's u8 codes."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    def weights(kk: int, nn: int):
+        codes = rng.integers(-127, 128, (nn, kk)).astype(np.int8)
+        codes[rng.random((nn, kk)) < 0.9] = 0
+        return [*sk.to_csr(codes), (rng.random(nn) * 0.02 + 0.001).astype(np.float32),
+                rng.standard_normal(nn).astype(np.float32)]
+
+    fq_a, fq_b = np.array([-1.3, 1.1, -1.3, 1.1], np.float32), np.array([-0.2, 2.5, -0.2, 2.5], np.float32)
+    wa, wb = weights(k, n), weights(n, n2)
+    post = (rng.random(n) + 0.5).astype(np.float32)
+    x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
+    a_in = [x.output(0), *(ops.constant(v).output(0) for v in [*wa, fq_a, *([post] if gelu else []),
+                                                              *([fq_b] if handoff else [])])]
+    a = sk.op_class()(a_in, {"in_features": k, "out_features": n, "levels": 256,
+                             "activation": "gelu_erf" if gelu else "none", "output_levels": 256 if handoff else 0})
+    b_in = [a.output(0), *(ops.constant(v).output(0) for v in [*wb, fq_b])]
+    b = sk.op_class()(b_in, {"in_features": n, "out_features": n2, "levels": 256, "input_u8": handoff})
+    return ov.Model([b.output(0)], [x])
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("gelu", [False, True])
+def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path, gelu):
+    """An op writing its consumer's u8 codes gives exactly the floats of the same two ops passing f32
+    (odd widths: the u8 rows end in masked stores; token counts that leave partial 16-token groups)."""
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+    out = {}
+    for handoff in (False, True):
+        model = _chain(np.random.default_rng(21), 75, 70, 33, gelu, handoff)
+        (tmp_path / str(handoff)).mkdir()
+        out[handoff] = _roundtrip(model, ext_lib, tmp_path / str(handoff), 2)
+    x_rng = np.random.default_rng(4)
+    for shape in [(1, 1), (2, 33), (1, 130)]:
+        x = x_rng.standard_normal((*shape, 75)).astype(np.float32)
+        ya, yb = out[False](x)[0], out[True](x)[0]
+        assert ya.shape == (*shape, 33) and np.array_equal(ya, yb)
+
+
+def test_u8_handoff_attributes_are_checked(ext_lib, tmp_path):
+    import openvino as ov
+
+    model = _chain(np.random.default_rng(5), 32, 16, 8, False, True)
+    a = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    bad = sk.op_class()([i.get_source_output() for i in a.inputs()],
+                        {"in_features": 32, "out_features": 16, "levels": 256, "output_levels": 300})
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match=r"output_levels must be 0 \(f32 output\) or in \[2, 256\]"):
+        _core(ext_lib).read_model(str(xml))
+    # a consumer declared input_u8 but fed f32
+    model = _chain(np.random.default_rng(5), 32, 16, 8, False, False)
+    b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
+    bad = sk.op_class()([i.get_source_output() for i in b.inputs()],
+                        {"in_features": 16, "out_features": 8, "levels": 256, "input_u8": True})
+    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match="input 0 must be u8"):
+        _core(ext_lib).read_model(str(xml))
+
+
 def test_bad_activation_fails_when_read(ext_lib, tmp_path):
     import openvino as ov
 
@@ -228,7 +291,8 @@ def test_only_the_vnni_translation_unit_has_avx512_code(ext_lib):
             offenders.add(function)
     allowed = ("pofa::vnni_quantize", "pofa::vnni_store", "pofa::vnni_accumulate", "pofa::vnni_row_block",
                "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::row_quads<",
-               "pofa::(anonymous namespace)::gelu16")
+               "pofa::(anonymous namespace)::gelu16", "pofa::vnni_pack_u8", "pofa::(anonymous namespace)::pack_panel<",
+               "pofa::(anonymous namespace)::quantize16")
     assert offenders and all(any(a in f for a in allowed) for f in offenders), sorted(offenders)
 
 
@@ -336,8 +400,10 @@ def test_rewritten_tiny_model_matches_standard_int8(ext_lib, int8_ir, tmp_path, 
     result = sk.rewrite(standard)
     assert result.replaced == 12  # every encoder Linear of the 2-layer tiny models (q k v out lin1 lin2)
     assert all(".layer." in layer["name"] and layer["sparsity"] >= 0.7 for layer in result.layers)
-    # the GELU after each layer's first FFN Linear runs inside the op
+    # the GELU after each layer's first FFN Linear runs inside the op, which hands u8 codes to the second
     assert sum(layer["activation"] == "gelu_erf" for layer in result.layers) == 2
+    assert sum(bool(layer["u8_output_to"]) for layer in result.layers) == 2
+    assert sum(layer["u8_input"] for layer in result.layers) == 2
     xml = tmp_path / f"{sk.SPARSE_IR_NAME}.xml"
     ov.save_model(result.model, str(xml), compress_to_fp16=False)
     report = sk.verify(xml, out / "openvino_model.xml")
@@ -534,3 +600,22 @@ def test_fused_gelu_with_a_wrong_post_scale_is_refused(int8_ir, tmp_path):
     # without fusion the same layers verify, and nothing is fused
     plain = sk.rewrite(ov.Core().read_model(str(std_xml)), fuse_gelu=False)
     assert all(layer["activation"] == "none" for layer in plain.layers)
+
+
+def test_broken_u8_handoff_is_refused(int8_ir, tmp_path):
+    """verify: an op's u8 output must use exactly the FakeQuantize of the op it feeds."""
+    import openvino as ov
+
+    std_xml = int8_ir() / "openvino_model.xml"
+    model = sk.rewrite(ov.Core().read_model(str(std_xml))).model
+    op = next(op for op in model.get_ordered_ops()
+              if op.get_type_name() == sk.OP_TYPE and int(op.get_attributes().get("output_levels", 0)))
+    last = op.get_input_size() - 1
+    out_fq = np.array(op.input_value(last).get_node().get_data(), copy=True)
+    out_fq[1] *= 1.01
+    op.input(last).replace_source_output(ov.op.Constant(out_fq).output(0))
+    bad = tmp_path / "bad.xml"
+    ov.save_model(model, str(bad), compress_to_fp16=False)
+    with pytest.raises(VerificationError, match="not exactly the FakeQuantize of the one op it feeds"):
+        sk.verify(bad, std_xml)
+    assert all(not la["u8_input"] for la in sk.rewrite(ov.Core().read_model(str(std_xml)), handoff=False).layers)

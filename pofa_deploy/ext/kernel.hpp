@@ -23,6 +23,14 @@ struct Quad {
     int32_t w4;  // the 4 i8 weights, little-endian (byte j is K position 4*kq+j)
 };
 
+// Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
+// q = round_half_even(clamp(x * scale + shift, 0, levels - 1)).
+struct QuantParams {
+    float scale;  // (levels - 1) / (input_high - input_low)
+    float shift;  // -input_low * scale
+    float qmax;   // levels - 1
+};
+
 // Packed weights as the VNNI kernel reads them (built once per op instance, see sparse_fc.cpp).
 //
 // Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); K is split
@@ -48,6 +56,7 @@ struct PackedView {
     const float* alpha;       // per row: weight scale * activation step
     const float* beta;        // per row: weight scale * activation offset * row sum + bias
     const float* post;        // per row: scale after a fused GELU, or nullptr when no GELU is fused
+    const QuantParams* out_q; // u8 output: the consumer's activation quantisation; nullptr: f32 output
     int64_t K, N, Kq;         // Kq = ceil(K / 4)
     int64_t n_kblocks, kq_block;
 };
@@ -58,13 +67,6 @@ constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 st
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
 constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row
 
-// Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
-// q = round_half_even(clamp(x * scale + shift, 0, levels - 1)).
-struct QuantParams {
-    float scale;  // (levels - 1) / (input_high - input_low)
-    float shift;  // -input_low * scale
-    float qmax;   // levels - 1
-};
 
 // Fused GELU (activation "gelu_erf"): y = gelu(alpha * sum + beta) * post[n], where post is the per-
 // channel Multiply that follows the Gelu in NNCF's graph (its smooth-quant scale, or ones). Why fuse:
@@ -87,6 +89,13 @@ constexpr float kE0 = 1.9875691500e-4f, kE1 = 1.3981999507e-3f, kE2 = 8.33345190
                 kE4 = 1.6666665459e-1f, kE5 = 5.0000001201e-1f;
 }  // namespace gelu
 
+// u8 hand-off (attributes output_levels > 0 on a producer, input_u8 on its consumer): when an op's
+// output goes only into another op, the producer quantises in its epilogue with the consumer's
+// FakeQuantize (the same f32 value, the same operations: bit-identical codes) and writes u8 [M, N]
+// row-major, 4x fewer bytes than f32; the consumer packs those codes without quantising. Why: moving
+// f32 activations through memory is what slows down when the machine's memory is contended
+// (benchmarks/README.md, "Where the slow mode goes"); OpenVINO's own FullyConnected nodes pass u8/i8.
+
 // Panel layout for tokens: tile t (tile_tokens tokens each), then K-quad kq, then token, then the 4
 // bytes of the quad: panel[((t * Kq + kq) * tile_tokens + m) * 4 + j]. A 16-token group of one quad is
 // one aligned 64-byte load.
@@ -94,11 +103,13 @@ constexpr float kE0 = 1.9875691500e-4f, kE1 = 1.3981999507e-3f, kE2 = 8.33345190
 // --- Portable kernel (kernel_generic.cpp): any CPU, straight from the CSR form of the IR ---
 // Quantise tokens [m_begin, m_end) of x ([M, K]) into q ([M, K] u8), bit-identical to vnni_quantize.
 void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q);
+// One value quantised exactly as generic_quantize and vnni_quantize do (the u8 hand-off between ops).
+uint8_t generic_quantize_one(float x, const QuantParams& qp);
 // out[m, n] for rows [n_begin, n_end) and all M tokens; same integer sums and the same final fma as the
 // VNNI path, so both paths give identical outputs.
 void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
-                  const float* beta, const float* post, const uint8_t* q, int64_t M, int64_t K, int64_t N,
-                  int64_t n_begin, int64_t n_end, float* out);
+                  const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
+                  int64_t K, int64_t N, int64_t n_begin, int64_t n_end, float* out, uint8_t* out_u8);
 // The fused GELU of one value (see namespace gelu), as both paths compute it.
 float generic_gelu(float x);
 
@@ -110,15 +121,18 @@ bool vnni_supported();
 // M (in the last group) are written as zeros.
 void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
                    int64_t tile_tokens, const QuantParams& qp, uint8_t* panel);
+// The same packing for input that is already u8 codes ([M, K] row-major, from a producer op's u8 output).
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+                  int64_t tile_tokens, uint8_t* panel);
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
 // 64-byte aligned scratch) and write out[m, n] for the tile's `tokens` valid tokens starting at m0.
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out, float* stage);
+                    int64_t tokens, int64_t m0, int32_t* acc, float* out, uint8_t* out_u8, float* stage);
 // The two halves of vnni_row_block (separate for profiling): the int32 sums, then dequantise + store.
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc);
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
-                const int32_t* acc, float* out, float* stage);
+                const int32_t* acc, float* out, uint8_t* out_u8, float* stage);
 
 }  // namespace pofa

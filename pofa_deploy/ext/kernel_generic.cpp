@@ -17,15 +17,16 @@ bool vnni_supported() {
            __builtin_cpu_supports("avx512vnni");
 }
 
+uint8_t generic_quantize_one(float x, const QuantParams& qp) {
+    float v = std::fma(x, qp.scale, qp.shift);
+    v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0, like _mm512_max_ps(v, 0)
+    v = v < qp.qmax ? v : qp.qmax;
+    return static_cast<uint8_t>(std::nearbyint(v));  // round half to even (default mode)
+}
+
 void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q) {
-    for (int64_t m = m_begin; m < m_end; ++m) {
-        for (int64_t k = 0; k < K; ++k) {
-            float v = std::fma(x[m * K + k], qp.scale, qp.shift);
-            v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0, like _mm512_max_ps(v, 0)
-            v = v < qp.qmax ? v : qp.qmax;
-            q[m * K + k] = static_cast<uint8_t>(std::nearbyint(v));  // round half to even (default mode)
-        }
-    }
+    for (int64_t m = m_begin; m < m_end; ++m)
+        for (int64_t k = 0; k < K; ++k) q[m * K + k] = generic_quantize_one(x[m * K + k], qp);
 }
 
 float generic_gelu(float x) {
@@ -60,8 +61,8 @@ float generic_gelu(float x) {
 }
 
 void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
-                  const float* beta, const float* post, const uint8_t* q, int64_t M, int64_t K, int64_t N,
-                  int64_t n_begin, int64_t n_end, float* out) {
+                  const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
+                  int64_t K, int64_t N, int64_t n_begin, int64_t n_end, float* out, uint8_t* out_u8) {
     for (int64_t n = n_begin; n < n_end; ++n) {
         const int32_t begin = rowptr[n], end = rowptr[n + 1];
         for (int64_t m = 0; m < M; ++m) {
@@ -69,7 +70,11 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
             int32_t acc = 0;
             for (int32_t i = begin; i < end; ++i) acc += static_cast<int32_t>(qm[cols[i]]) * values[i];
             const float y = std::fma(alpha[n], static_cast<float>(acc), beta[n]);
-            out[m * N + n] = post ? generic_gelu(y) * post[n] : y;
+            const float z = post ? generic_gelu(y) * post[n] : y;
+            if (out_q)
+                out_u8[m * N + n] = generic_quantize_one(z, *out_q);
+            else
+                out[m * N + n] = z;
         }
     }
 }

@@ -65,12 +65,13 @@ inline __m512 gelu16(__m512 x) {
 
 }  // namespace
 
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
-                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel) {
-    const __m512 scale = _mm512_set1_ps(qp.scale);
-    const __m512 shift = _mm512_set1_ps(qp.shift);
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 qmax = _mm512_set1_ps(qp.qmax);
+namespace {
+
+// The panel packing of vnni_quantize and vnni_pack_u8: 16 u8 codes per token and 16-K chunk come from
+// code(token, k, mask) (quantised floats, or a load of codes a producer op already wrote).
+template <class Codes>
+void pack_panel(int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end, int64_t tile_tokens,
+                uint8_t* panel, const Codes& code) {
     const int64_t quad_stride = tile_tokens * 4;  // bytes between the same token of consecutive quads
     // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 4 quads of one token), gather
     // quad l of the 4 tokens into lane l.
@@ -92,13 +93,7 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_b
                 for (int i = 0; i < 4; ++i) {
                     const int64_t tok = 4 * a + i;
                     __m128i q = _mm_setzero_si128();
-                    if (tok < valid) {
-                        __m512 v = _mm512_maskz_loadu_ps(mask, x + (m + tok) * K + k);
-                        // Clamp in float before the conversion (an out-of-range float converts to
-                        // INT_MIN); max(v, 0) returns 0 for NaN, like the portable path.
-                        v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, scale, shift), zero), qmax);
-                        q = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));  // round half to even (MXCSR default)
-                    }
+                    if (tok < valid) q = code(m + tok, k, mask);
                     switch (i) {  // the lane must be a constant; the loop is unrolled
                     case 0: packed = _mm512_inserti32x4(packed, q, 0); break;
                     case 1: packed = _mm512_inserti32x4(packed, q, 1); break;
@@ -116,6 +111,32 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_b
                 _mm512_store_si512(reinterpret_cast<void*>(dst + (kq + j) * quad_stride), out[j]);
         }
     }
+}
+
+// 16 floats -> 16 u8 codes: the FakeQuantize as the CPU plugin computes it (see QuantParams).
+inline __m128i quantize16(__m512 v, const QuantParams& qp) {
+    // Clamp in float before the conversion (an out-of-range float converts to INT_MIN); max(v, 0)
+    // returns 0 for NaN, like the portable path.
+    v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(qp.scale), _mm512_set1_ps(qp.shift)),
+                                    _mm512_setzero_ps()),
+                      _mm512_set1_ps(qp.qmax));
+    return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));  // round half to even (MXCSR default)
+}
+
+}  // namespace
+
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel) {
+    pack_panel(M, K, Kq, g_begin, g_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+        return quantize16(_mm512_maskz_loadu_ps(mask, x + tok * K + k), qp);
+    });
+}
+
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+                  int64_t tile_tokens, uint8_t* panel) {
+    pack_panel(M, K, Kq, g_begin, g_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+        return _mm_maskz_loadu_epi8(mask, x + tok * K + k);
+    });
 }
 
 namespace {
@@ -238,9 +259,9 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
 }  // namespace
 
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out, float* stage) {
+                    int64_t tokens, int64_t m0, int32_t* acc, float* out, uint8_t* out_u8, float* stage) {
     vnni_accumulate(w, rb, tile_panel, tile_tokens, groups, acc);
-    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, out, stage);
+    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, out, out_u8, stage);
 }
 
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
@@ -258,7 +279,7 @@ void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel,
 }
 
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
-                const int32_t* acc, float* out, float* stage) {
+                const int32_t* acc, float* out, uint8_t* out_u8, float* stage) {
     // Epilogue: acc is [slot][token] (row_slot maps rows to slots), out is [token][row]. Per 16 tokens:
     // for each 16 rows, dequantise
     // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a
@@ -311,12 +332,28 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
             const float* post = w.post + nb;
             for (int64_t tok = 0; tok < valid; ++tok) {
                 const float* src = stage + tok * kStageStride;
-                float* dst = out + (tok0 + tok) * w.N + nb;
-                for (int64_t j = 0; j < full; j += 16)
-                    _mm512_storeu_ps(dst + j, _mm512_mul_ps(gelu16(_mm512_load_ps(src + j)), _mm512_loadu_ps(post + j)));
-                if (tail)
-                    _mm512_mask_storeu_ps(dst + full, tail,
-                                          _mm512_mul_ps(gelu16(_mm512_load_ps(src + full)), _mm512_loadu_ps(post + full)));
+                float* dst = out ? out + (tok0 + tok) * w.N + nb : nullptr;
+                uint8_t* dst8 = out_u8 ? out_u8 + (tok0 + tok) * w.N + nb : nullptr;
+                for (int64_t j = 0; j < cols; j += 16) {
+                    const __m512 y = _mm512_mul_ps(gelu16(_mm512_load_ps(src + j)), _mm512_loadu_ps(post + j));
+                    const __mmask16 m16 = j < full ? static_cast<__mmask16>(0xFFFF) : tail;
+                    if (dst8)
+                        _mm_mask_storeu_epi8(dst8 + j, m16, quantize16(y, *w.out_q));
+                    else if (j < full)
+                        _mm512_storeu_ps(dst + j, y);
+                    else
+                        _mm512_mask_storeu_ps(dst + j, tail, y);
+                }
+            }
+            continue;
+        }
+        if (out_u8) {  // u8 hand-off without a GELU
+            for (int64_t tok = 0; tok < valid; ++tok) {
+                const float* src = stage + tok * kStageStride;
+                uint8_t* dst8 = out_u8 + (tok0 + tok) * w.N + nb;
+                for (int64_t j = 0; j < cols; j += 16)
+                    _mm_mask_storeu_epi8(dst8 + j, j < full ? static_cast<__mmask16>(0xFFFF) : tail,
+                                         quantize16(_mm512_load_ps(src + j), *w.out_q));
             }
             continue;
         }

@@ -96,13 +96,14 @@ struct Prepared {
     QuantParams qp{};
     std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
     std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
+    QuantParams out_q{};             // the consumer's quantisation, when output_levels > 0
     // VNNI layout, see PackedView in kernel.hpp
     std::vector<int32_t> shared, single, row_slot;
     std::vector<uint32_t> seg_shared, seg_single;
 
     PackedView view() const {
         return PackedView{shared.data(), single.data(), seg_shared.data(), seg_single.data(), row_slot.data(),
-                          alpha.data(),  beta.data(),   post.empty() ? nullptr : post.data(),
+                          alpha.data(),  beta.data(),   post.empty() ? nullptr : post.data(), nullptr,
                           K, N, Kq, n_kblocks, kq_block};
     }
 };
@@ -118,8 +119,21 @@ void SparseFullyConnected::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu_erf",
                           "activation must be none or gelu_erf, got '", m_activation, "'");
     const bool gelu = m_activation == "gelu_erf";
-    NODE_VALIDATION_CHECK(this, get_input_size() == N_INPUTS + (gelu ? 1 : 0), "expects ", N_INPUTS + (gelu ? 1 : 0),
-                          " inputs with activation ", m_activation, ", got ", get_input_size());
+    NODE_VALIDATION_CHECK(this, m_output_levels == 0 || (m_output_levels >= 2 && m_output_levels <= 256),
+                          "output_levels must be 0 (f32 output) or in [2, 256], got ", m_output_levels);
+    const size_t n_inputs = N_INPUTS + (gelu ? 1 : 0) + (m_output_levels ? 1 : 0);
+    NODE_VALIDATION_CHECK(this, get_input_size() == n_inputs, "expects ", n_inputs, " inputs with activation ",
+                          m_activation, m_output_levels ? " and u8 output" : "", ", got ", get_input_size());
+    if (m_output_levels) {
+        const size_t i = n_inputs - 1;
+        NODE_VALIDATION_CHECK(this, get_input_element_type(i).compatible(ov::element::f32) &&
+                                        get_input_partial_shape(i).compatible(ov::PartialShape{4}),
+                              "input ", i, " (out_fq) must be f32 [4]");
+        if (const auto c = constant_input(this, i)) {
+            const float* f = c->get_data_ptr<float>();
+            NODE_VALIDATION_CHECK(this, f[1] > f[0], "out_fq input_high must exceed input_low");
+        }
+    }
     if (gelu) {
         NODE_VALIDATION_CHECK(this, get_input_element_type(POST).compatible(ov::element::f32), "input 7 must be f32");
         NODE_VALIDATION_CHECK(this, get_input_partial_shape(POST).compatible(ov::PartialShape{m_out_features}),
@@ -127,7 +141,8 @@ void SparseFullyConnected::validate_and_infer_types() {
     }
     NODE_VALIDATION_CHECK(this, m_in_features > 0 && m_out_features > 0, "in_features and out_features must be > 0");
     NODE_VALIDATION_CHECK(this, m_levels >= 2 && m_levels <= 256, "levels must be in [2, 256] (u8 activations), got ", m_levels);
-    const ov::element::Type expected[N_INPUTS] = {ov::element::f32, ov::element::i8,  ov::element::i32, ov::element::i32,
+    const ov::element::Type expected[N_INPUTS] = {m_input_u8 ? ov::element::u8 : ov::element::f32, ov::element::i8,
+                                                 ov::element::i32, ov::element::i32,
                                                  ov::element::f32, ov::element::f32, ov::element::f32};
     for (size_t i = 0; i < N_INPUTS; ++i)
         NODE_VALIDATION_CHECK(this, get_input_element_type(i).compatible(expected[i]), "input ", i, " must be ",
@@ -168,7 +183,7 @@ void SparseFullyConnected::validate_and_infer_types() {
         NODE_VALIDATION_CHECK(this, last.compatible(m_in_features), "input 0 must end in ", m_in_features, ", got ", out);
         last = ov::Dimension(m_out_features);
     }
-    set_output_type(0, ov::element::f32, out);
+    set_output_type(0, m_output_levels ? ov::element::u8 : ov::element::f32, out);
     // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
     // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
     // with its message. Exceptions thrown while inferring are not reliably reported by the CPU plugin
@@ -179,7 +194,16 @@ void SparseFullyConnected::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     // A clone packs its own copy: its constant inputs may differ from ours.
-    return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels, m_activation);
+    auto clone = std::make_shared<SparseFullyConnected>();
+    clone->m_in_features = m_in_features;
+    clone->m_out_features = m_out_features;
+    clone->m_levels = m_levels;
+    clone->m_activation = m_activation;
+    clone->m_output_levels = m_output_levels;
+    clone->m_input_u8 = m_input_u8;
+    clone->set_arguments(new_args);
+    clone->constructor_validate_and_infer_types();
+    return clone;
 }
 
 bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -187,6 +211,8 @@ bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("out_features", m_out_features);
     visitor.on_attribute("levels", m_levels);
     visitor.on_attribute("activation", m_activation);
+    visitor.on_attribute("output_levels", m_output_levels);
+    visitor.on_attribute("input_u8", m_input_u8);
     return true;
 }
 
@@ -238,6 +264,14 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
             const float* post = inputs[POST].data<const float>();
             p->post.assign(n_pad, 0.0f);
             std::copy(post, post + N, p->post.begin());
+        }
+        if (m_output_levels) {
+            const float* of = inputs.back().data<const float>();
+            const double oil = of[0], oih = of[1], olv = static_cast<double>(m_output_levels);
+            OPENVINO_ASSERT(oih > oil, "SparseFullyConnected: out_fq input_high must exceed input_low");
+            p->out_q.scale = static_cast<float>((olv - 1.0) / (oih - oil));
+            p->out_q.shift = static_cast<float>(-oil * (olv - 1.0) / (oih - oil));
+            p->out_q.qmax = static_cast<float>(olv - 1.0);
         }
         if (m_path != Path::Vnni) {  // the portable path reads the CSR inputs directly
             m_prepared = std::move(p);
@@ -355,8 +389,12 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     outputs[0].set_shape(out_shape);
     const int64_t M = static_cast<int64_t>(x.get_size() / static_cast<size_t>(p.K));
     if (M == 0) return true;
-    const float* xd = x.data<const float>();
-    float* yd = outputs[0].data<float>();
+    // f32 or u8 on each side (the u8 hand-off, kernel.hpp); exactly one pointer of each pair is set
+    const float* xd = m_input_u8 ? nullptr : x.data<const float>();
+    const uint8_t* xu8 = m_input_u8 ? x.data<const uint8_t>() : nullptr;
+    float* yd = m_output_levels ? nullptr : outputs[0].data<float>();
+    uint8_t* yu8 = m_output_levels ? outputs[0].data<uint8_t>() : nullptr;
+    const QuantParams* out_q = m_output_levels ? &p.out_q : nullptr;
     const int64_t K = p.K, N = p.N, Kq = p.Kq;
     const int threads = std::max(1, parallel_get_max_threads());
 
@@ -365,15 +403,19 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         const int64_t m_chunk = std::max<int64_t>(1, (M + threads - 1) / threads);
         ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
             const int64_t b = static_cast<int64_t>(c) * m_chunk;
-            generic_quantize(xd, K, b, std::min(M, b + m_chunk), p.qp, q.data());
+            const int64_t e = std::min(M, b + m_chunk);
+            if (xu8)
+                std::copy(xu8 + b * K, xu8 + e * K, q.data() + b * K);
+            else
+                generic_quantize(xd, K, b, e, p.qp, q.data());
         });
         constexpr int64_t rows_per_task = 16;
         ov::parallel_for((N + rows_per_task - 1) / rows_per_task, [&](size_t c) {
             const int64_t b = static_cast<int64_t>(c) * rows_per_task;
             generic_rows(inputs[VALUES].data<const int8_t>(), inputs[INDICES].data<const int32_t>(),
                          inputs[ROW_PTR].data<const int32_t>(), p.alpha.data(), p.beta.data(),
-                         p.post.empty() ? nullptr : p.post.data(), q.data(),
-                         M, K, N, b, std::min(N, b + rows_per_task), yd);
+                         p.post.empty() ? nullptr : p.post.data(), out_q, q.data(),
+                         M, K, N, b, std::min(N, b + rows_per_task), yd, yu8);
         });
         return true;
     }
@@ -400,9 +442,14 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     const int64_t g_chunk = std::max<int64_t>(1, (groups_total + threads - 1) / threads);
     ov::parallel_for((groups_total + g_chunk - 1) / g_chunk, [&](size_t c) {
         const int64_t b = static_cast<int64_t>(c) * g_chunk;
-        vnni_quantize(xd, M, K, Kq, b, std::min(groups_total, b + g_chunk), tile_tokens, p.qp, panel_ptr);
+        const int64_t e = std::min(groups_total, b + g_chunk);
+        if (xu8)
+            vnni_pack_u8(xu8, M, K, Kq, b, e, tile_tokens, panel_ptr);
+        else
+            vnni_quantize(xd, M, K, Kq, b, e, tile_tokens, p.qp, panel_ptr);
     });
-    const PackedView view = p.view();
+    PackedView view = p.view();
+    view.out_q = out_q;
     const int64_t n_rb = p.n_rblocks;
     // Work items: (tile, row block), tile-major, so a thread's consecutive items share one tile's panel.
     ov::parallel_for(static_cast<size_t>(n_tiles * n_rb), [&](size_t i) {
@@ -413,7 +460,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         alignas(64) thread_local int32_t acc[kRowBlock * kMaxGroups * kTokenGroup];
         alignas(64) thread_local float stage[kTokenGroup * kStageStride];
         vnni_row_block(view, rb, panel_ptr + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
-                       acc, yd, stage);
+                       acc, yd, yu8, stage);
     });
     return true;
 }

@@ -12,9 +12,13 @@
 //   6  fq       f32 [4]        input_low, input_high, output_low, output_high of the activation
 //                              FakeQuantize (per tensor; asymmetric ranges are fine)
 //   7  post     f32 [N]        only with activation "gelu_erf": the per-channel factor after the GELU
+//   last out_fq f32 [4]        only with output_levels > 0: the FakeQuantize (input_low, input_high,
+//                              output_low, output_high) of the op this one feeds, whose codes it writes
 // Attributes: in_features (K), out_features (N), levels (of the FakeQuantize, 2..256), activation
 // ("none", the default, or "gelu_erf": the op also computes the Gelu(ERF) -> Multiply(post) that
-// followed the Linear, see kernel.hpp for why and how).
+// followed the Linear, see kernel.hpp for why and how), output_levels (default 0: f32 output; > 0: u8
+// codes of out_fq with that many levels, for a consumer with input_u8), input_u8 (default false: input 0
+// is f32; true: input 0 is u8 codes of this op's own FakeQuantize, written by a producer op).
 // Output: f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n] (then, with
 // gelu_erf, y = gelu(y) * post[n]), computed as
 //   q = round_half_even(clamp((x - input_low) * (levels - 1) / (input_high - input_low), 0, levels - 1))  (u8)
@@ -67,6 +71,8 @@ private:
     int64_t m_out_features = 0;
     int64_t m_levels = 256;
     std::string m_activation = "none";
+    int64_t m_output_levels = 0;
+    bool m_input_u8 = false;
     Path m_path = Path::Generic;
     // Packed weights, built once by the first evaluate. The CPU plugin may call evaluate from several
     // streams at once on the same node, hence call_once; evaluate itself keeps no other mutable state.
