@@ -67,7 +67,6 @@ constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 st
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
 constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row
 
-
 // Fused GELU (activation "gelu_erf"): y = gelu(alpha * sum + beta) * post[n], where post is the per-
 // channel Multiply that follows the Gelu in NNCF's graph (its smooth-quant scale, or ones). Why fuse:
 // OpenVINO's own FullyConnected fuses the GELU as a post-op, while after a custom op the plugin runs it
@@ -125,7 +124,8 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_b
 void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
                   int64_t tile_tokens, uint8_t* panel);
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
-// 64-byte aligned scratch) and write out[m, n] for the tile's `tokens` valid tokens starting at m0.
+// 64-byte aligned scratch) and write out[m, n] (f32; or u8 codes into out_u8 when w.out_q is set) for the
+// tile's `tokens` valid tokens starting at m0.
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                     int64_t tokens, int64_t m0, int32_t* acc, float* out, uint8_t* out_u8, float* stage);
