@@ -4,6 +4,8 @@ one compiled sync request per IR with fixed token inputs, and interleaved timing
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -16,6 +18,55 @@ import numpy as np
 
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
+
+
+def parser(description: str, *, rounds: int, iters: int) -> argparse.ArgumentParser:
+    """The options both scripts take: OUT, -b, --seq-len, -t, --rounds, --iters, --isa, -o."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("out", type=Path, help="a convert --int8 folder with openvino_model_sparse.xml")
+    p.add_argument("-b", "--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("-t", "--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--iters", type=int, default=iters, help="inferences per IR per round (median taken)")
+    p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni")
+    p.add_argument("-o", "--output", type=Path, help="JSON report (default: stdout only)")
+    return p
+
+
+def core_with_extension() -> Any:
+    """An OpenVINO Core with pofa-deploy's SparseFullyConnected library added."""
+    import openvino as ov
+
+    from pofa_deploy.extension import extension_path
+
+    core = ov.Core()
+    core.add_extension(str(extension_path()))
+    return core
+
+
+def report_header(args: argparse.Namespace) -> dict[str, Any]:
+    """What every report starts with: the command, the machine, the versions and the run's settings."""
+    import openvino as ov
+
+    from pofa_deploy.environment import cpu_model
+
+    return {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
+            "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads,
+            "batch": args.batch, "seq_len": args.seq_len, "rounds": args.rounds, "iters_per_round": args.iters}
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, Any]:
+    """Per variant the median of its round medians, and every round (ms)."""
+    return {"median_ms": {n: round(statistics.median(v), 3) for n, v in times.items()},
+            "per_round_ms": {n: [round(t, 3) for t in v] for n, v in times.items()}}
+
+
+def write_report(report: dict[str, Any], output: Path | None) -> None:
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {output}")
 
 
 def rerun_with_isa(isa: str) -> int | None:

@@ -13,58 +13,32 @@ default) does.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
-from pathlib import Path
 
-from ab_common import ISA, ISA_ENV, interleaved, request, rerun_with_isa, spread
+import ab_common as ab
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="a convert --int8 folder with openvino_model_sparse.xml")
-    p.add_argument("-b", "--batch", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("-t", "--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--iters", type=int, default=40)
-    p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni")
-    p.add_argument("-o", "--output", type=Path)
-    args = p.parse_args(argv)
-    if (code := rerun_with_isa(args.isa)) is not None:
+    args = ab.parser(__doc__.splitlines()[0], rounds=8, iters=40).parse_args(argv)
+    if (code := ab.rerun_with_isa(args.isa)) is not None:
         return code
 
-    import openvino as ov
-
-    from pofa_deploy.environment import cpu_model
-    from pofa_deploy.extension import extension_path
     from pofa_deploy.sparse_kernel import SPARSE_IR_NAME
 
-    core = ov.Core()
-    core.add_extension(str(extension_path()))
+    core = ab.core_with_extension()
     shape = [args.batch, args.seq_len]
     requests = {}
     for ir, file in (("int8", "openvino_model.xml"), ("sparse", f"{SPARSE_IR_NAME}.xml")):
         for kind, static in (("static", shape), ("dynamic", None)):
-            requests[f"{ir}-{kind}"] = request(core, args.out / file, static, shape, args.threads)
-    times = interleaved(requests, args.rounds, args.iters)
+            requests[f"{ir}-{kind}"] = ab.request(core, args.out / file, static, shape, args.threads)
+    times = ab.interleaved(requests, args.rounds, args.iters)
     extra = {ir: [d - s for d, s in zip(times[f"{ir}-dynamic"], times[f"{ir}-static"], strict=True)]
              for ir in ("int8", "sparse")}
-    report = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
-              "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads,
-              "shape": shape, "rounds": args.rounds, "iters_per_round": args.iters,
-              "median_ms": {n: round(statistics.median(v), 3) for n, v in times.items()},
-              "per_round_ms": {n: [round(t, 3) for t in v] for n, v in times.items()},
-              "dynamic_minus_static_ms": {ir: spread(v) for ir, v in extra.items()}}
+    report = {**ab.report_header(args), "shape": shape, **ab.medians(times),
+              "dynamic_minus_static_ms": {ir: ab.spread(v) for ir, v in extra.items()}}
     for ir, v in report["dynamic_minus_static_ms"].items():
         print(f"dynamic shapes cost {ir}: +{v['median']:.2f} ms per inference [{v['min']:.2f}, {v['max']:.2f}]")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.output}")
+    ab.write_report(report, args.output)
     return 0
 
 

@@ -14,15 +14,11 @@ the report gives the median of the per-round ratios with their min and max.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from ab_common import ISA, ISA_ENV, interleaved, request, rerun_with_isa, spread
+import ab_common as ab
 
 # variant -> rewrite options (None: the standard IR)
 VARIANTS: dict[str, dict[str, bool] | None] = {
@@ -34,27 +30,15 @@ VARIANTS: dict[str, dict[str, bool] | None] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="a convert --int8 folder with openvino_model_sparse.xml")
-    p.add_argument("-b", "--batch", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("-t", "--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--iters", type=int, default=30, help="inferences per IR per round (median taken)")
-    p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni")
-    p.add_argument("-o", "--output", type=Path)
-    args = p.parse_args(argv)
-    if (code := rerun_with_isa(args.isa)) is not None:
+    args = ab.parser(__doc__.splitlines()[0], rounds=10, iters=30).parse_args(argv)
+    if (code := ab.rerun_with_isa(args.isa)) is not None:
         return code
 
     import openvino as ov
 
     from pofa_deploy import sparse_kernel as sk
-    from pofa_deploy.environment import cpu_model
-    from pofa_deploy.extension import extension_path
 
-    core = ov.Core()
-    core.add_extension(str(extension_path()))
+    core = ab.core_with_extension()
     shape = [args.batch, args.seq_len]
     standard = args.out / "openvino_model.xml"
     fused: dict[str, dict[str, int]] = {}
@@ -69,19 +53,14 @@ def main(argv: list[str] | None = None) -> int:
                         "u8_handoffs": sum(bool(la["u8_output_to"]) for la in result.layers)}
             files[v] = Path(tmp) / f"{v}.xml"
             ov.save_model(result.model, str(files[v]), compress_to_fp16=False)
-        requests = {v: request(core, files[v], shape, shape, args.threads) for v in VARIANTS}
-    times = interleaved(requests, args.rounds, args.iters)
+        requests = {v: ab.request(core, files[v], shape, shape, args.threads) for v in VARIANTS}
+    times = ab.interleaved(requests, args.rounds, args.iters)
 
     def ratios(a: str, b: str) -> dict[str, float]:
-        return spread([x / y for x, y in zip(times[a], times[b], strict=True)])
+        return ab.spread([x / y for x, y in zip(times[a], times[b], strict=True)])
 
     report = {
-        "command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
-        "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads,
-        "batch": args.batch, "seq_len": args.seq_len, "rounds": args.rounds, "iters_per_round": args.iters,
-        "fused_layers": fused,
-        "median_ms": {v: round(statistics.median(times[v]), 3) for v in VARIANTS},
-        "per_round_ms": {v: [round(t, 3) for t in times[v]] for v in VARIANTS},
+        **ab.report_header(args), "fused_layers": fused, **ab.medians(times),
         "speedup_gelu_over_unfused": ratios("sparse-unfused", "sparse-gelu"),
         "speedup_u8_over_gelu": ratios("sparse-gelu", "sparse-gelu-u8"),
         "speedup_all_over_unfused": ratios("sparse-unfused", "sparse-gelu-u8"),
@@ -91,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         r = report[key]
         print(f"{key}: {r['median']:.3f}x [{r['min']:.3f}-{r['max']:.3f}]")
     print("over int8: " + ", ".join(f"{v} {r['median']:.2f}x" for v, r in report["speedup_over_int8"].items()))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.output}")
+    ab.write_report(report, args.output)
     return 0
 
 

@@ -354,17 +354,17 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
     clone = model.clone()
     found, skipped = quantised_linears(clone)
     result = RewriteResult(clone, skipped=list(skipped))
-    chosen = []
+    chosen, sparsity = [], {}
     for q in found:
-        if q.sparsity < threshold:
-            result.skipped.append({"name": q.name, "reason": f"sparsity {q.sparsity:.3f} < {threshold}"})
+        sparsity[id(q)] = q.sparsity  # a pass over the codes: once
+        if sparsity[id(q)] < threshold:
+            result.skipped.append({"name": q.name, "reason": f"sparsity {sparsity[id(q)]:.3f} < {threshold}"})
         else:
             chosen.append(q)
     acts = {id(q): activation_after(q) if fuse_gelu else None for q in chosen}
     feeds = _handoffs(chosen, acts) if handoff else {}
     fed = {id(c) for c in feeds.values()}
     for q in chosen:  # in graph order: a producer is replaced before its consumer reads its output
-        sparsity = q.sparsity
         act = acts[id(q)]
         node = _make_node(q, act, feeds.get(id(q)), id(q) in fed)
         old = (act.last if act else q.bias_add or q.matmul).output(0)
@@ -375,7 +375,7 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
             old.get_tensor().set_names(set())
             node.output(0).get_tensor().set_names(names)
         n, k = q.codes.shape
-        result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity, 6),
+        result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity[id(q)], 6),
                               "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
                               "activation": "gelu_erf" if act else "none",
                               "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
@@ -461,6 +461,8 @@ def verify(sparse: Any, standard: Any, source: dict[str, np.ndarray] | None = No
 
     from .ir import _LINEAR_NAME
 
+    if isinstance(sparse, str | Path):
+        sparse = read_sparse_model(Path(sparse))  # once, for the weights and for the hand-off check
     layers = unpack(sparse)
     std_model = standard if not isinstance(standard, str | Path) else ov.Core().read_model(str(standard))
     by_name = {q.name: q for q in quantised_linears(std_model)[0]}
@@ -499,7 +501,7 @@ def verify(sparse: Any, standard: Any, source: dict[str, np.ndarray] | None = No
                     not np.array_equal(layer.post, act.post):
                 raise VerificationError(f"{layer.name}: the fused {layer.activation} does not match the "
                                         "standard IR's Gelu and its Multiply")
-    _verify_handoffs(sparse if not isinstance(sparse, str | Path) else read_sparse_model(Path(sparse)), layers)
+    _verify_handoffs(sparse, layers)
     if lost:
         raise SparsityLostError(f"{lost} zeros of the source are nonzero in the sparse IR; it is not written")
     return {"layers": len(layers), "nnz": int(sum(np.count_nonzero(la.codes) for la in layers)),

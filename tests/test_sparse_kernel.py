@@ -84,6 +84,15 @@ def _roundtrip(model, lib: Path, tmp_path: Path, threads: int):
     return core.compile_model(core.read_model(str(xml)), "CPU", {"INFERENCE_NUM_THREADS": threads})
 
 
+def _on_both_kernels(model, x: np.ndarray, lib: Path, tmp_path: Path, monkeypatch) -> dict[str, np.ndarray]:
+    """The model's output for x on the portable and on the VNNI kernel (2 threads)."""
+    out = {}
+    for path in ("generic", "vnni"):
+        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+        out[path] = _roundtrip(model, lib, tmp_path, 2)(x)[0]
+    return out
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("k,n,sparsity", [(100, 70, 0.5), (100, 70, 0.9), (257, 33, 0.99), (64, 128, 0.9)])
@@ -133,10 +142,7 @@ def test_fused_gelu_paths_agree_bit_for_bit_over_the_whole_range(ext_lib, tmp_pa
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
     op.input(5).replace_source_output(ov.op.Constant(wide).output(0))
     x = rng.standard_normal((2, 33, 64)).astype(np.float32)
-    out = {}
-    for path in ("generic", "vnni"):
-        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
-        out[path] = _roundtrip(model, ext_lib, tmp_path, 2)(x)[0]
+    out = _on_both_kernels(model, x, ext_lib, tmp_path, monkeypatch)
     assert np.array_equal(out["generic"], out["vnni"])
     assert np.all(np.isfinite(out["vnni"])) and out["vnni"][..., 0].max() == 0.0  # gelu(-1e30) = -0, not NaN
 
@@ -240,10 +246,7 @@ def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatc
     rng = np.random.default_rng(3)
     model, _ = _layer(rng, 300, 200, 0.9)
     x = rng.standard_normal((4, 67, 300)).astype(np.float32)
-    out = {}
-    for path in ("generic", "vnni"):
-        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
-        out[path] = _roundtrip(model, ext_lib, tmp_path, 2)(x)[0]
+    out = _on_both_kernels(model, x, ext_lib, tmp_path, monkeypatch)
     assert np.array_equal(out["generic"], out["vnni"])
 
 

@@ -109,9 +109,10 @@ struct Prepared {
 };
 
 SparseFullyConnected::SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
-                                           int64_t levels, std::string activation)
+                                           int64_t levels, std::string activation, int64_t output_levels,
+                                           bool input_u8)
     : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels),
-      m_activation(std::move(activation)) {
+      m_activation(std::move(activation)), m_output_levels(output_levels), m_input_u8(input_u8) {
     constructor_validate_and_infer_types();
 }
 
@@ -194,16 +195,8 @@ void SparseFullyConnected::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     // A clone packs its own copy: its constant inputs may differ from ours.
-    auto clone = std::make_shared<SparseFullyConnected>();
-    clone->m_in_features = m_in_features;
-    clone->m_out_features = m_out_features;
-    clone->m_levels = m_levels;
-    clone->m_activation = m_activation;
-    clone->m_output_levels = m_output_levels;
-    clone->m_input_u8 = m_input_u8;
-    clone->set_arguments(new_args);
-    clone->constructor_validate_and_infer_types();
-    return clone;
+    return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels, m_activation,
+                                                  m_output_levels, m_input_u8);
 }
 
 bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {

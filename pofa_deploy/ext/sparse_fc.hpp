@@ -54,7 +54,7 @@ public:
 
     SparseFullyConnected() = default;
     SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels,
-                         std::string activation = "none");
+                         std::string activation = "none", int64_t output_levels = 0, bool input_u8 = false);
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
