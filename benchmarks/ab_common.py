@@ -1,6 +1,7 @@
-"""Shared by the whole-model A/B scripts (fusion_ab.py, dynamic_shape_cost.py): the oneDNN ISA cap
-(re-executing the script in a child, since the cap must be in the environment before OpenVINO loads),
-one compiled sync request per IR with fixed token inputs, and interleaved timing rounds."""
+"""Shared by the A/B scripts (fusion_ab.py, dynamic_shape_cost.py on whole models; cold_weights.py,
+qkv_fusion_estimate.py on synthetic layers): the oneDNN ISA cap (re-executing the script in a child,
+since the cap must be in the environment before OpenVINO loads), one compiled sync request per IR or
+model, and interleaved timing rounds."""
 
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ def report_header(args: argparse.Namespace) -> dict[str, Any]:
 
     from pofa_deploy.environment import cpu_model
 
-    return {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
-            "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads,
-            "batch": args.batch, "seq_len": args.seq_len, "rounds": args.rounds, "iters_per_round": args.iters}
+    header = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
+              "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "threads": args.threads}
+    for key in ("batch", "seq_len", "tokens"):  # the whole-model scripts' shape, or the layer scripts' M
+        if hasattr(args, key):
+            header[key] = getattr(args, key)
+    return {**header, "rounds": args.rounds, "iters_per_round": args.iters}
 
 
 def medians(times: dict[str, list[float]]) -> dict[str, Any]:
@@ -92,6 +96,53 @@ def request(core: Any, xml: Path, shape: list[int] | None, feed_shape: list[int]
         feeds[name] = np.ones(feed_shape, np.int64) if "mask" in name else (
             np.zeros(feed_shape, np.int64) if "type" in name else rng.integers(5, 1000, feed_shape))
     req = compiled.create_infer_request()
+    for _ in range(5):
+        req.infer(feeds)
+    return req, feeds
+
+
+def layer_options(description: str, *, rounds: int, iters: int) -> argparse.ArgumentParser:
+    """The options of the synthetic-layer scripts: -m, -t, --rounds, --iters, --isa, -o, --smoke."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("-m", "--tokens", type=lambda t: [int(v) for v in t.split(",")], default=[16, 128],
+                   help="M values (tokens per call), comma list")
+    p.add_argument("-t", "--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--iters", type=int, default=iters, help="inferences per variant per round (median taken)")
+    p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni")
+    p.add_argument("-o", "--output", type=Path, help="JSON report (default: stdout only)")
+    p.add_argument("--smoke", action="store_true", help="M=16, one round of one inference: checks the script only")
+    return p
+
+
+def apply_smoke(args: argparse.Namespace) -> None:
+    """--smoke: the smallest run that still goes through every step (for the test suite)."""
+    if args.smoke:
+        args.tokens, args.rounds, args.iters = [16], 1, 1
+
+
+def sparse_twin(core: Any, model: Any) -> Any:
+    """``model`` with every quantised Linear on SparseFullyConnected, read back from a saved IR (the C++
+    op comes from reading the IR with the extension added, as a user's sparse IR is loaded)."""
+    import tempfile
+
+    import openvino as ov
+
+    from pofa_deploy import sparse_kernel as sk
+
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "sparse.xml"
+        ov.save_model(sk.rewrite(model, threshold=0.0).model, str(xml), compress_to_fp16=False)
+        return core.read_model(str(xml))
+
+
+def model_request(core: Any, model: Any, x: np.ndarray, threads: int) -> tuple[Any, dict]:
+    """A warmed-up sync request of a one-input ``model`` at ``x``'s static shape, f32 hint, one stream."""
+    model.reshape(list(x.shape))
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
+                                                 "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+    feeds = {0: x}
     for _ in range(5):
         req.infer(feeds)
     return req, feeds

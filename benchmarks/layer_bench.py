@@ -4,7 +4,8 @@ The dense baseline is one Linear quantised the NNCF way (per-tensor FakeQuantize
 symmetric per-channel i8 weights: Constant(i8) -> Convert -> Multiply(scale) -> MatMul -> Add(bias)),
 which the CPU plugin runs as an INT8 FullyConnected (its execType is recorded, so a silent fallback to
 f32 would show). The sparse variant is the same model through ``pofa_deploy.sparse_kernel.rewrite``:
-identical weights, codes and FakeQuantize. Both are compiled with INFERENCE_PRECISION_HINT=f32, one
+identical weights, codes and FakeQuantize. Both are compiled at the static shape [1, M, K] (``--dynamic``:
+[?, ?, K], where the plugin re-clones the custom op at every call) with INFERENCE_PRECISION_HINT=f32, one
 stream, N threads, and timed in interleaved rounds (A B, then B A, ...); each round gives a ratio
 dense/sparse of median latencies, and the report gives the median ratio with its spread over rounds.
 
@@ -42,23 +43,37 @@ ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
 
 
+def random_codes(rng: np.random.Generator, k: int, n: int, sparsity: float) -> np.ndarray:
+    """i8 weight codes [n, k] with ``sparsity`` of them zero (unstructured)."""
+    codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    codes[rng.random((n, k)) < sparsity] = 0
+    return codes
+
+
+def quantised_linear(x: Any, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> Any:
+    """NNCF's shape of a quantised Linear on ``x``: per-tensor symmetric activation FakeQuantize,
+    Constant(i8) -> Convert -> Multiply(per-channel scale) -> MatMul -> Add(bias)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    step = 3.0 / 127  # NNCF's symmetric signed range: [-128, 127] * step, levels 256
+    lo, hi = ops.constant(np.float32(-128 * step)), ops.constant(np.float32(127 * step))
+    fq = ops.fake_quantize(x, lo, hi, lo, hi, 256)
+    w = ops.multiply(ops.convert(ops.constant(codes), ov.Type.f32), ops.constant(scale))
+    return ops.add(ops.matmul(fq, w, False, True), ops.constant(bias))
+
+
 def make_layer(k: int, n: int, sparsity: float, seed: int) -> tuple[Any, np.ndarray]:
     """The NNCF-shaped quantised Linear (per-tensor symmetric activation FQ, i8 per-channel weights)."""
     import openvino as ov
     import openvino.opset13 as ops
 
     rng = np.random.default_rng(seed)
-    codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
-    codes[rng.random((n, k)) < sparsity] = 0
+    codes = random_codes(rng, k, n, sparsity)
     scale = (rng.random((n, 1)) * 0.01 + 0.001).astype(np.float32)
     bias = rng.standard_normal((1, 1, n)).astype(np.float32)
     x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
-    step = 3.0 / 127  # NNCF's symmetric signed range: [-128, 127] * step, levels 256
-    lo, hi = ops.constant(np.float32(-128 * step)), ops.constant(np.float32(127 * step))
-    fq = ops.fake_quantize(x, lo, hi, lo, hi, 256)
-    w = ops.multiply(ops.convert(ops.constant(codes), ov.Type.f32), ops.constant(scale))
-    y = ops.add(ops.matmul(fq, w, False, True), ops.constant(bias))
-    return ov.Model([y.output(0)], [x], "layer"), codes
+    return ov.Model([quantised_linear(x, codes, scale, bias).output(0)], [x], "layer"), codes
 
 
 def paired_quads(quads: np.ndarray, block: int = 128) -> int:
@@ -90,7 +105,7 @@ def instruction_counts(codes: np.ndarray, m: int) -> dict[str, Any]:
     kq = (k + 3) // 4
     padded = np.zeros((n, kq * 4), dtype=bool)
     padded[:, :k] = codes != 0
-    quads = padded.reshape(n, kq, 4).any(-1)
+    quads = np.asarray(padded.reshape(n, kq, 4).any(-1))
     n_quads = int(quads.sum())
     nonzeros = int(np.count_nonzero(codes))
     groups = (m + 15) // 16
@@ -145,6 +160,12 @@ def run_case(core: Any, k: int, n: int, m: int, sparsity: float, args: argparse.
         sparse = core.read_model(str(xml))
     config = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": args.threads,
               "PERFORMANCE_HINT": "LATENCY"}
+    if not args.dynamic:
+        # Static [1, M, K], as `pofa-deploy benchmark` and `benchmark_app -shape` run: with a dynamic shape
+        # the CPU plugin clones and re-validates every custom op at every inference (its fallback shape
+        # inference, ~8 us per op call here), a cost benchmarks/dynamic_shape_cost.py measures apart.
+        for mdl in (model, sparse):
+            mdl.reshape([1, m, k])
     compiled = {"dense": core.compile_model(model, "CPU", config), "sparse": core.compile_model(sparse, "CPU", config)}
     x = (np.random.default_rng(1).standard_normal((1, m, k)) * 0.7).astype(np.float32)
     requests = {}
@@ -198,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds per case")
     p.add_argument("--iters", type=int, default=30, help="inferences per variant per round (median taken)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--dynamic", action="store_true",
+                   help="compile with the dynamic input shape [?, ?, K] instead of the static [1, M, K]")
     p.add_argument("--kernel", choices=["auto", "generic", "vnni"], default="auto", help="POFA_SPARSE_KERNEL")
     p.add_argument("--smoke", action="store_true", help="one tiny case, 2 rounds: checks the script only")
     p.add_argument("-o", "--output", type=Path, help="JSON report (default: stdout only)")
@@ -235,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
               "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "kernel": args.kernel,
-              "threads": args.threads, "smoke": args.smoke, "results": results}
+              "threads": args.threads, "shape": "dynamic" if args.dynamic else "static", "smoke": args.smoke,
+              "results": results}
     if args.output:
         args.output.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.output}")

@@ -129,6 +129,21 @@ def test_fused_gelu_matches_exact_erf(ext_lib, tmp_path, monkeypatch, path, k, n
         np.testing.assert_allclose(y, ref, rtol=2e-5, atol=2e-6 * float(np.abs(ref).max()) + 1e-6)
 
 
+def test_gelu_erf_table_is_what_its_generator_makes():
+    """kernel.hpp's erf table is erf_table.py's output (regenerate it there, not by hand), within 7e-8
+    of erf in float32 with fma; a table with one wrong coefficient fails both checks."""
+    from pofa_deploy.ext import erf_table
+
+    header = (Path(ext.__file__).parent / "ext" / "kernel.hpp").read_text()
+    table = erf_table.table()
+    assert erf_table.cpp(table) in header
+    assert erf_table.max_error(table) < 7e-8
+    broken = table.copy()
+    broken[2, 5] *= 1.001
+    assert erf_table.cpp(broken) not in header
+    assert erf_table.max_error(broken) > 1e-6
+
+
 @pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
 def test_fused_gelu_paths_agree_bit_for_bit_over_the_whole_range(ext_lib, tmp_path, monkeypatch):
     """Biases from -12 to 12 (and one of -1e30) walk the GELU through its tails, zero and the exp

@@ -2,7 +2,6 @@
 // runs (correctly, slowly) on any CPU OpenVINO runs on. It is also the reference the VNNI path is
 // tested against: same quantisation arithmetic, same int32 sums, same final fma.
 #include <cmath>
-#include <cstring>
 
 #include "kernel.hpp"
 
@@ -33,30 +32,14 @@ float generic_gelu(float x) {
     using namespace gelu;
     const float z = x * kInvSqrt2;
     const float az = std::fabs(z);
-    const float t = 1.0f / std::fma(kP, az, 1.0f);
-    float z2 = az * az;
-    z2 = z2 < kMaxZ2 ? z2 : kMaxZ2;
-    // exp(-z2) = 2^n * p(r), r = -z2 - n ln 2 (two-step ln 2 keeps r exact enough)
-    const float v = -z2;
-    const float n = std::nearbyint(v * kLog2e);
-    float r = std::fma(n, -kLn2Hi, v);
-    r = std::fma(n, -kLn2Lo, r);
-    float p = std::fma(kE0, r, kE1);
-    p = std::fma(p, r, kE2);
-    p = std::fma(p, r, kE3);
-    p = std::fma(p, r, kE4);
-    p = std::fma(p, r, kE5);
-    p = std::fma(p, r * r, r + 1.0f);
-    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float two_n;
-    std::memcpy(&two_n, &bits, sizeof two_n);
-    const float e = p * two_n;
-    float poly = std::fma(kA5, t, kA4);
-    poly = std::fma(poly, t, kA3);
-    poly = std::fma(poly, t, kA2);
-    poly = std::fma(poly, t, kA1);
-    const float erfc_abs = poly * t * e;  // erfc(|z|)
-    const float one_plus_erf = z >= 0.0f ? 2.0f - erfc_abs : erfc_abs;
+    const bool inside = az < kZEnd;  // false for NaN, like the VNNI path's ordered compare
+    const float zc = inside ? az : 0.0f;
+    const int i = static_cast<int>(zc * kPerUnit);  // truncation, as cvttps
+    const float u = std::fma(-static_cast<float>(i), kWidth, zc);
+    float p = kErf[0][i];
+    for (int k = 1; k <= kDegree; ++k) p = std::fma(p, u, kErf[k][i]);
+    if (!inside) p = 1.0f;  // erf(|z|)
+    const float one_plus_erf = z < 0.0f ? 1.0f - p : 1.0f + p;
     return 0.5f * x * one_plus_erf;
 }
 

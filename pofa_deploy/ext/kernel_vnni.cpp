@@ -33,33 +33,22 @@ inline void transpose_lanes(const __m512i v[4], __m512i out[4]) {
     out[3] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
 }
 
-// 16 lanes of generic_gelu (kernel_generic.cpp): the same operations in the same order.
+// 16 lanes of generic_gelu (kernel_generic.cpp): the same operations in the same order. The table's
+// rows are 16 floats each, one register per coefficient; vpermps picks each lane's interval.
 inline __m512 gelu16(__m512 x) {
     using namespace gelu;
     const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(kInvSqrt2));
     const __m512 az = _mm512_abs_ps(z);
-    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(kP), az, _mm512_set1_ps(1.0f)));
-    const __m512 z2 = _mm512_min_ps(_mm512_mul_ps(az, az), _mm512_set1_ps(kMaxZ2));
-    const __m512 v = _mm512_sub_ps(_mm512_setzero_ps(), z2);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), v);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kE0), r, _mm512_set1_ps(kE1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kE5));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    const __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-    __m512 poly = _mm512_fmadd_ps(_mm512_set1_ps(kA5), t, _mm512_set1_ps(kA4));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA3));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA2));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kA1));
-    const __m512 erfc_abs = _mm512_mul_ps(_mm512_mul_ps(poly, t), e);
-    // z >= 0 (ordered compare: a NaN z takes the erfc branch, like the scalar z >= 0.0f test)
-    const __mmask16 nonneg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
-    const __m512 one_plus_erf = _mm512_mask_sub_ps(erfc_abs, nonneg, _mm512_set1_ps(2.0f), erfc_abs);
+    const __mmask16 inside = _mm512_cmp_ps_mask(az, _mm512_set1_ps(kZEnd), _CMP_LT_OQ);  // false for NaN
+    const __m512 zc = _mm512_maskz_mov_ps(inside, az);
+    const __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(zc, _mm512_set1_ps(kPerUnit)));
+    const __m512 u = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(kWidth), zc);
+    __m512 p = _mm512_permutexvar_ps(i, _mm512_loadu_ps(kErf[0]));
+    for (int k = 1; k <= kDegree; ++k) p = _mm512_fmadd_ps(p, u, _mm512_permutexvar_ps(i, _mm512_loadu_ps(kErf[k])));
+    p = _mm512_mask_mov_ps(_mm512_set1_ps(1.0f), inside, p);  // erf(|z|)
+    const __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 one_plus_erf =
+        _mm512_mask_sub_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), p), negative, _mm512_set1_ps(1.0f), p);
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), one_plus_erf);
 }
 
