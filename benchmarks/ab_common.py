@@ -1,5 +1,5 @@
-"""Shared by the A/B scripts (fusion_ab.py, dynamic_shape_cost.py on whole models; cold_weights.py,
-qkv_fusion_estimate.py on synthetic layers): the oneDNN ISA cap (re-executing the script in a child,
+"""Shared by the A/B scripts (fusion_ab.py, dynamic_shape_cost.py on whole models; layer_bench.py,
+cold_weights.py, qkv_fusion_estimate.py on synthetic layers): the oneDNN ISA cap (re-executing the script in a child,
 since the cap must be in the environment before OpenVINO loads), one compiled sync request per IR or
 model, and interleaved timing rounds."""
 
@@ -73,8 +73,15 @@ def write_report(report: dict[str, Any], output: Path | None) -> None:
         print(f"wrote {output}")
 
 
+def latency_config(threads: int) -> dict[str, Any]:
+    """How every A/B compiles: f32 for non-INT8 ops, one stream, ``threads`` threads, latency hint."""
+    return {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY"}
+
+
 def rerun_with_isa(isa: str) -> int | None:
-    """The child's exit code when this process had to re-run itself under the ``isa`` cap, else None."""
+    """The child's exit code when this process had to re-run itself under the ``isa`` cap, else None
+    (oneDNN reads the cap once, when the CPU plugin loads)."""
     cap = ISA[isa]
     if cap and os.environ.get(ISA_ENV) != cap:
         return subprocess.call([sys.executable, *sys.argv], env={**os.environ, ISA_ENV: cap})
@@ -87,8 +94,7 @@ def request(core: Any, xml: Path, shape: list[int] | None, feed_shape: list[int]
     model = core.read_model(str(xml))
     if shape is not None:
         model.reshape({i.get_any_name(): shape for i in model.inputs})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
-                                                 "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    compiled = core.compile_model(model, "CPU", latency_config(threads))
     rng = np.random.default_rng(0)
     feeds = {}
     for i in compiled.inputs:
@@ -139,8 +145,7 @@ def sparse_twin(core: Any, model: Any) -> Any:
 def model_request(core: Any, model: Any, x: np.ndarray, threads: int) -> tuple[Any, dict]:
     """A warmed-up sync request of a one-input ``model`` at ``x``'s static shape, f32 hint, one stream."""
     model.reshape(list(x.shape))
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
-                                                 "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    compiled = core.compile_model(model, "CPU", latency_config(threads))
     req = compiled.create_infer_request()
     feeds = {0: x}
     for _ in range(5):

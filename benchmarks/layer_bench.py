@@ -24,23 +24,19 @@ share of vpdpbusd lanes doing useful work, and the vpdpbusd count a dense VNNI k
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import ab_common as ab
 import numpy as np
 
 SHAPES = [(768, 768), (768, 3072), (3072, 768), (1024, 4096), (4096, 1024)]
 TOKENS = [16, 128, 1024]
 SPARSITY = [0.8, 0.9, 0.95]
-ISA_ENV = "ONEDNN_MAX_CPU_ISA"
-ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
 
 
 def random_codes(rng: np.random.Generator, k: int, n: int, sparsity: float) -> np.ndarray:
@@ -149,23 +145,15 @@ def timed(request: Any, iters: int) -> float:
 def run_case(core: Any, k: int, n: int, m: int, sparsity: float, args: argparse.Namespace) -> dict[str, Any]:
     import openvino as ov
 
-    from pofa_deploy import sparse_kernel as sk
-
     model, codes = make_layer(k, n, sparsity, seed=k * 7 + n + int(sparsity * 100))
-    # The rewrite builds the op's Python twin (shape inference only); the C++ op comes from reading
-    # the saved IR back with the extension added, exactly as a user's sparse IR is loaded.
-    with tempfile.TemporaryDirectory() as tmp:
-        xml = Path(tmp) / "layer_sparse.xml"
-        ov.save_model(sk.rewrite(model, threshold=0.0).model, str(xml), compress_to_fp16=False)
-        sparse = core.read_model(str(xml))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": args.threads,
-              "PERFORMANCE_HINT": "LATENCY"}
+    sparse = ab.sparse_twin(core, model)
     if not args.dynamic:
         # Static [1, M, K], as `pofa-deploy benchmark` and `benchmark_app -shape` run: with a dynamic shape
         # the CPU plugin clones and re-validates every custom op at every inference (its fallback shape
         # inference, ~8 us per op call here), a cost benchmarks/dynamic_shape_cost.py measures apart.
         for mdl in (model, sparse):
             mdl.reshape([1, m, k])
+    config = ab.latency_config(args.threads)
     compiled = {"dense": core.compile_model(model, "CPU", config), "sparse": core.compile_model(sparse, "CPU", config)}
     x = (np.random.default_rng(1).standard_normal((1, m, k)) * 0.7).astype(np.float32)
     requests = {}
@@ -211,7 +199,7 @@ def _shapes(text: str) -> list[tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--isa", choices=sorted(ISA), default="avx512_vnni", help="oneDNN ISA cap for the dense baseline")
+    p.add_argument("--isa", choices=sorted(ab.ISA), default="avx512_vnni", help="oneDNN ISA cap for the dense baseline")
     p.add_argument("--shapes", type=_shapes, default=SHAPES, help="KxN list, e.g. 768x3072,3072x768")
     p.add_argument("-m", "--tokens", type=_ints, default=TOKENS, help="M values (batch x tokens)")
     p.add_argument("-s", "--sparsity", type=_floats, default=SPARSITY, help="shares of zero weights")
@@ -226,21 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, help="JSON report (default: stdout only)")
     args = p.parse_args(argv)
 
-    cap = ISA[args.isa]
-    if cap and os.environ.get(ISA_ENV) != cap:
-        # oneDNN reads the cap once, when the CPU plugin loads: re-run in a child with it set.
-        env = {**os.environ, ISA_ENV: cap}
-        return subprocess.call([sys.executable, *sys.argv], env=env)
+    if (code := ab.rerun_with_isa(args.isa)) is not None:
+        return code
     os.environ["POFA_SPARSE_KERNEL"] = args.kernel
     if args.smoke:
         args.shapes, args.tokens, args.sparsity, args.rounds, args.iters, args.warmup = [(96, 80)], [33], [0.9], 2, 3, 1
 
-    import openvino as ov
-
-    from pofa_deploy.extension import extension_path
-
-    core = ov.Core()
-    core.add_extension(str(extension_path()))
+    core = ab.core_with_extension()
     results = []
     for k, n in args.shapes:
         for m in args.tokens:
@@ -254,15 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}", flush=True)
                 if r["max_rel_diff_vs_dense"] > 1e-3:
                     print(f"  warning: outputs differ from dense by {r['max_rel_diff_vs_dense']:.2e} (relative)")
-    from pofa_deploy.environment import cpu_model
-
-    report = {"command": [sys.executable, *sys.argv], "cpu": cpu_model(), "cores": os.cpu_count(),
-              "openvino": ov.get_version(), ISA_ENV: os.environ.get(ISA_ENV), "kernel": args.kernel,
-              "threads": args.threads, "shape": "dynamic" if args.dynamic else "static", "smoke": args.smoke,
-              "results": results}
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.output}")
+    report = {**ab.report_header(args), "kernel": args.kernel, "shape": "dynamic" if args.dynamic else "static",
+              "smoke": args.smoke, "results": results}
+    ab.write_report(report, args.output)
     return 0
 
 

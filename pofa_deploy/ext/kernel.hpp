@@ -96,6 +96,9 @@ constexpr float kErf[6][16] = {
     {1.128378510e+00f, 1.060012460e+00f, 8.787811399e-01f, 6.429306865e-01f, 4.151079953e-01f, 2.365218848e-01f, 1.189308017e-01f, 5.277515203e-02f, 2.066693082e-02f, 7.142212708e-03f, 2.178205177e-03f, 5.862363614e-04f, 1.392365957e-04f, 2.918362588e-05f, 5.397949735e-06f, 8.810908980e-07f},
     {2.500757823e-09f, 2.763263881e-01f, 5.204998851e-01f, 7.111556530e-01f, 8.427007794e-01f, 9.229001403e-01f, 9.661051631e-01f, 9.866716862e-01f, 9.953222871e-01f, 9.985373020e-01f, 9.995930195e-01f, 9.998993874e-01f, 9.999778867e-01f, 9.999957085e-01f, 9.999992847e-01f, 9.999998808e-01f},
 };
+static_assert(sizeof(kErf) / sizeof(kErf[0]) == kDegree + 1, "one table row per coefficient");
+static_assert(sizeof(kErf[0]) / sizeof(float) == 16 && kZEnd * kPerUnit == 16.0f,
+              "16 intervals: the 16 lanes vpermps picks from");
 }  // namespace gelu
 
 // u8 hand-off (attributes output_levels > 0 on a producer, input_u8 on its consumer): when an op's
