@@ -13,7 +13,9 @@ smooth-quant scale), the op computes those too (activation ``gelu_erf``): OpenVI
 FullyConnected fuses its GELU as a post-op, and a GELU left after a custom op costs a whole extra pass
 over the layer's output. And where an op's output goes only into another op (the first FFN Linear,
 GELU fused, into the second), the first writes the second's u8 codes instead of f32
-(``output_levels`` / ``input_u8``, see ``ext/kernel.hpp``). The node is
+(``output_levels`` / ``input_u8``, see ``ext/kernel.hpp``). Linears that read the same FakeQuantize
+(q, k and v of an attention layer) become one op with an output each (``out_splits``): their shared
+input is quantised and packed once, not three times. The node is
 created here through a Python twin of the C++ op (same type name and version), which serialises to
 the IR; reading the IR with the C++ library added (:func:`pofa_deploy.extension.extension_path`)
 builds the C++ op, whose kernels run it.
@@ -26,6 +28,7 @@ a zero; convert writes the sparse IR only when :func:`verify` passes.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +276,12 @@ def from_csr(values: np.ndarray, indices: np.ndarray, row_ptr: np.ndarray, shape
     return dense
 
 
+def out_widths(attrs: dict[str, Any]) -> list[int]:
+    """The widths of an op's outputs, from its attributes (``out_splits``; one output when absent)."""
+    widths = [int(w) for w in attrs.get("out_splits", [0])]
+    return [int(attrs["out_features"])] if widths == [0] else widths
+
+
 @functools.cache
 def op_class() -> type:
     """The Python twin of the C++ op: same type name, version, inputs and attributes, so a model built
@@ -281,17 +290,24 @@ def op_class() -> type:
 
     class SparseFullyConnected(ov.Op):
         def __init__(self, inputs: list[Any] | None = None, attrs: dict[str, Any] | None = None) -> None:
-            self._attrs = dict(attrs or {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none",
-                                         "output_levels": 0, "input_u8": False})
+            # Every attribute, with a value of its type: reading an IR fills only these keys. out_splits
+            # [0] stands for "one output" (an IR written before the attribute existed has none).
+            self._attrs = {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none",
+                           "output_levels": 0, "input_u8": False, "out_splits": [0], "linears": "", **(attrs or {})}
+            if attrs is not None:  # a node being built or cloned: write its widths out
+                self._attrs["out_splits"] = out_widths(self._attrs)
             super().__init__(self, inputs)
 
         def validate_and_infer_types(self) -> None:
             shape = self.get_input_partial_shape(0)
-            if shape.rank.is_static:
-                dims = [shape[i] for i in range(shape.rank.get_length())]
-                dims[-1] = ov.Dimension(int(self._attrs["out_features"]))
-                shape = ov.PartialShape(dims)
-            self.set_output_type(0, ov.Type.u8 if int(self._attrs.get("output_levels", 0)) else ov.Type.f32, shape)
+            kind = ov.Type.u8 if int(self._attrs.get("output_levels", 0)) else ov.Type.f32
+            for i, width in enumerate(out_widths(self._attrs)):
+                out = shape
+                if shape.rank.is_static:
+                    dims = [shape[d] for d in range(shape.rank.get_length())]
+                    dims[-1] = ov.Dimension(int(width))
+                    out = ov.PartialShape(dims)
+                self.set_output_type(i, kind, out)
 
         def clone_with_new_inputs(self, new_inputs: list[Any]) -> Any:
             return SparseFullyConnected(new_inputs, self._attrs)
@@ -306,24 +322,49 @@ def op_class() -> type:
     return SparseFullyConnected
 
 
-def _make_node(q: QuantLinear, act: Activation | None, feeds: QuantLinear | None, fed: bool) -> Any:
-    """The op for ``q``; ``feeds``: the rewritten Linear it hands u8 codes to; ``fed``: its input is a
-    producer op's u8 codes."""
+def _make_node(group: list[QuantLinear], act: Activation | None, feeds: QuantLinear | None, fed: bool) -> Any:
+    """The op for the Linears of ``group`` (one, or several reading the same FakeQuantize: an output
+    each); ``feeds``: the rewritten Linear it hands u8 codes to; ``fed``: its input is a producer op's
+    u8 codes (both, and ``act``, only for a group of one)."""
     import openvino.opset13 as ops
 
-    n, k = q.codes.shape
-    values, indices, row_ptr = to_csr(q.codes)
-    arrays = [values, indices, row_ptr, q.scale.astype(np.float32), q.bias.astype(np.float32),
+    q = group[0]
+    codes = np.concatenate([g.codes for g in group]) if len(group) > 1 else q.codes
+    n, k = codes.shape
+    values, indices, row_ptr = to_csr(codes)
+    arrays = [values, indices, row_ptr, np.concatenate([g.scale for g in group]).astype(np.float32),
+              np.concatenate([g.bias for g in group]).astype(np.float32),
               q.fq_params.astype(np.float32)] + ([act.post] if act else []) + \
         ([feeds.fq_params.astype(np.float32)] if feeds else [])
     inputs = [q.fq.input_value(0), *(ops.constant(a).output(0) for a in arrays)]
     node = op_class()(inputs, {"in_features": int(k), "out_features": int(n), "levels": int(q.levels),
                                "activation": "gelu_erf" if act else "none",
-                               "output_levels": int(feeds.levels) if feeds else 0, "input_u8": fed})
+                               "output_levels": int(feeds.levels) if feeds else 0, "input_u8": fed,
+                               "out_splits": [int(g.codes.shape[0]) for g in group],
+                               "linears": ";".join(g.name for g in group) if len(group) > 1 else ""})
     # The MatMul's name carries the source module path (``__module.<path>/aten::linear/MatMul``), which
-    # is how the zero check maps a weight to its nn.Linear: the op keeps it.
+    # is how the zero check maps a weight to its nn.Linear: the op keeps it (the first one's, with
+    # several; ``linears`` names them all).
     node.set_friendly_name(q.name)
     return node
+
+
+def _shared_input_groups(chosen: list[QuantLinear], acts: dict[int, Activation | None],
+                         feeds: dict[int, QuantLinear], fed: set[int]) -> list[list[QuantLinear]]:
+    """``chosen`` in graph order as groups: Linears reading the same FakeQuantize (and fusing no GELU,
+    handing off no u8 codes) together, at the place of the first; every other Linear alone."""
+    groups: list[list[QuantLinear]] = []
+    by_fq: dict[int, list[QuantLinear]] = {}
+    for q in chosen:
+        plain = acts[id(q)] is None and id(q) not in feeds and id(q) not in fed
+        key = q.fq.get_instance_id()
+        if plain and key in by_fq:
+            by_fq[key].append(q)
+            continue
+        groups.append([q])
+        if plain:
+            by_fq[key] = groups[-1]
+    return groups
 
 
 def _handoffs(chosen: list[QuantLinear], acts: dict[int, Activation | None]) -> dict[int, QuantLinear]:
@@ -346,11 +387,12 @@ def _handoffs(chosen: list[QuantLinear], acts: dict[int, Activation | None]) -> 
 
 
 def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool = True,
-            handoff: bool = True) -> RewriteResult:
+            handoff: bool = True, shared_input: bool = True) -> RewriteResult:
     """A copy of ``model`` where every quantised Linear with at least ``threshold`` zero codes runs
     SparseFullyConnected (bias Add fused, and a following Gelu(ERF) [-> Multiply] unless ``fuse_gelu``
-    is False; an op feeding only another op hands it u8 codes unless ``handoff`` is False); everything
-    else is untouched. ``model`` is not modified."""
+    is False; an op feeding only another op hands it u8 codes unless ``handoff`` is False; Linears
+    reading the same FakeQuantize are one op with an output each unless ``shared_input`` is False);
+    everything else is untouched. ``model`` is not modified."""
     clone = model.clone()
     found, skipped = quantised_linears(clone)
     result = RewriteResult(clone, skipped=list(skipped))
@@ -364,22 +406,24 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
     acts = {id(q): activation_after(q) if fuse_gelu else None for q in chosen}
     feeds = _handoffs(chosen, acts) if handoff else {}
     fed = {id(c) for c in feeds.values()}
-    for q in chosen:  # in graph order: a producer is replaced before its consumer reads its output
-        act = acts[id(q)]
-        node = _make_node(q, act, feeds.get(id(q)), id(q) in fed)
-        old = (act.last if act else q.bias_add or q.matmul).output(0)
-        names = set(old.get_names())
-        for target in list(old.get_target_inputs()):
-            target.replace_source_output(node.output(0))
-        if names:
-            old.get_tensor().set_names(set())
-            node.output(0).get_tensor().set_names(names)
-        n, k = q.codes.shape
-        result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity[id(q)], 6),
-                              "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
-                              "activation": "gelu_erf" if act else "none",
-                              "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
-                              "u8_input": id(q) in fed})
+    groups = _shared_input_groups(chosen, acts, feeds, fed) if shared_input else [[q] for q in chosen]
+    for group in groups:  # in graph order: a producer is replaced before its consumer reads its output
+        act = acts[id(group[0])]
+        node = _make_node(group, act, feeds.get(id(group[0])), id(group[0]) in fed)
+        for i, q in enumerate(group):
+            old = (act.last if act else q.bias_add or q.matmul).output(0)
+            names = set(old.get_names())
+            for target in list(old.get_target_inputs()):
+                target.replace_source_output(node.output(i))
+            if names:
+                old.get_tensor().set_names(set())
+                node.output(i).get_tensor().set_names(names)
+            n, k = q.codes.shape
+            result.layers.append({"name": q.name, "shape": [int(n), int(k)], "sparsity": round(sparsity[id(q)], 6),
+                                  "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
+                                  "activation": "gelu_erf" if act else "none",
+                                  "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
+                                  "u8_input": id(q) in fed, "op": group[0].name, "op_output": i})
     clone.validate_nodes_and_infer_types()
     return result
 
@@ -423,9 +467,18 @@ def unpack(model_or_xml: Any) -> list[SparseLayer]:
             if out_fq is None or extra < 1 + (activation != "none"):
                 raise VerificationError(f"{op.get_friendly_name()}: u8 output without a constant out_fq input")
             out_fq = out_fq.reshape(-1)
-        out.append(SparseLayer(op.get_friendly_name(), from_csr(values, indices, row_ptr, (n, k)),
-                               scale.reshape(-1), bias.reshape(-1), fq.reshape(-1), int(attrs["levels"]),
-                               activation, post, out_fq, output_levels, bool(attrs.get("input_u8", False))))
+        codes = from_csr(values, indices, row_ptr, (n, k))
+        scale, bias = scale.reshape(-1), bias.reshape(-1)
+        widths = out_widths(attrs)
+        names = str(attrs.get("linears", "")).split(";") if len(widths) > 1 else [op.get_friendly_name()]
+        if sum(widths) != n or len(names) != len(widths) or scale.size != n or bias.size != n or \
+                (len(widths) > 1 and (activation != "none" or output_levels)):
+            raise VerificationError(f"{op.get_friendly_name()}: out_splits {widths} and linears do not describe "
+                                    f"its {n} weight rows")
+        starts = np.cumsum([0, *widths])
+        for name, (a, b) in zip(names, itertools.pairwise(starts), strict=True):
+            out.append(SparseLayer(name, codes[a:b], scale[a:b], bias[a:b], fq.reshape(-1), int(attrs["levels"]),
+                                   activation, post, out_fq, output_levels, bool(attrs.get("input_u8", False))))
     return out
 
 

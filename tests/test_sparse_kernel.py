@@ -4,6 +4,7 @@ check that refuses a sparse IR whose packed weights differ from the standard IR'
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,79 @@ def test_op_matches_numpy_reference(ext_lib, tmp_path, monkeypatch, path, thread
         ref = _reference(x, codes, scale, bias, fq, levels)
         assert y.shape == (*shape, n)
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+def _stacked(rng: np.random.Generator, k: int, widths: list[int], **attrs):
+    """One op computing several Linears of one input (out_splits): the model and the whole layer's arrays."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    n = sum(widths)
+    codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    codes[rng.random((n, k)) < 0.9] = 0
+    scale = (rng.random(n) * 0.01 + 0.001).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    fq = np.array((-1.3, 1.1, -1.3, 1.1), dtype=np.float32)
+    x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
+    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fq)]
+    node = sk.op_class()([x.output(0), *consts], {"in_features": k, "out_features": n, "levels": 256,
+                                                  "out_splits": widths, **attrs})
+    return ov.Model(list(node.outputs()), [x]), (codes, scale, bias, fq, 256)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_several_outputs_match_numpy_reference(ext_lib, tmp_path, monkeypatch, path):
+    """out_splits: output i is rows [sum(widths[:i]), + widths[i]) of the stacked Linear. Widths that are
+    not multiples of the 128-row blocks, one shorter than a 16-row epilogue group, and token counts of
+    one, several and 8+ 128-token tiles."""
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+    rng = np.random.default_rng(21)
+    widths = [70, 130, 5]
+    model, (codes, scale, bias, fq, levels) = _stacked(rng, 100, widths, linears="a;b;c")
+    compiled = _roundtrip(model, ext_lib, tmp_path, 2)
+    starts = np.cumsum([0, *widths])
+    for shape in [(1, 1), (2, 65), (3, 300)]:
+        x = (rng.standard_normal((*shape, 100)) * 0.9).astype(np.float32)
+        ref = _reference(x, codes, scale, bias, fq, levels)
+        outs = compiled(x)
+        assert len(outs) == 3
+        for i, (a, b) in enumerate(itertools.pairwise(starts)):
+            y = outs[i]
+            assert y.shape == (*shape, widths[i])
+            np.testing.assert_allclose(y, ref[..., a:b], rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()) + 1e-6)
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
+def test_several_outputs_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatch):
+    rng = np.random.default_rng(22)
+    model, _ = _stacked(rng, 64, [64, 200, 17], linears="a;b;c")
+    x = rng.standard_normal((2, 150, 64)).astype(np.float32)
+    outs = {}
+    for path in ("generic", "vnni"):
+        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+        outs[path] = list(_roundtrip(model, ext_lib, tmp_path, 2)(x).values())
+    for a, b in zip(outs["generic"], outs["vnni"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("widths", "attrs", "message"), [
+    ([60, 40], {}, "out_splits must sum to out_features"),
+    ([100, 0, 10], {}, "out_splits must be positive"),
+    ([50, 60], {"output_levels": 256}, "several outputs"),
+])
+def test_bad_out_splits_fail_when_read(ext_lib, tmp_path, widths, attrs, message):
+    import openvino as ov
+
+    model, _ = _stacked(np.random.default_rng(1), 32, [110], **attrs)
+    op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    extra = [ov.op.Constant(np.array([-1, 1, -1, 1], np.float32)).output(0)] if attrs else []
+    bad = sk.op_class()([*(op.input_value(i) for i in range(op.get_input_size())), *extra],
+                        {**op.get_attributes(), "out_splits": widths})
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model(list(bad.outputs()), [p for p in model.get_parameters()]), str(xml),
+                  compress_to_fp16=False)
+    with pytest.raises(RuntimeError, match=message):
+        _core(ext_lib).read_model(str(xml))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -422,12 +496,26 @@ def test_rewritten_tiny_model_matches_standard_int8(ext_lib, int8_ir, tmp_path, 
     assert sum(layer["activation"] == "gelu_erf" for layer in result.layers) == 2
     assert sum(bool(layer["u8_output_to"]) for layer in result.layers) == 2
     assert sum(layer["u8_input"] for layer in result.layers) == 2
+    # q, k and v read one FakeQuantize: one op per layer with three outputs
+    assert sorted(layer["op_output"] for layer in result.layers) == [0] * 8 + [1] * 2 + [2] * 2
+    assert {layer["op"].split(".attention.")[-1] for layer in result.layers if layer["op_output"]} == \
+        {"q_lin/aten::linear/MatMul" if arch == "distilbert" else "self.query/aten::linear/MatMul"}
     xml = tmp_path / f"{sk.SPARSE_IR_NAME}.xml"
     ov.save_model(result.model, str(xml), compress_to_fp16=False)
     report = sk.verify(xml, out / "openvino_model.xml")
     assert report["layers"] == 12
     sparse = core.read_model(str(xml))
-    assert sum(op.get_type_name() == sk.OP_TYPE for op in sparse.get_ordered_ops()) == 12
+    assert sum(op.get_type_name() == sk.OP_TYPE for op in sparse.get_ordered_ops()) == 8
+    # the same Linears one op each compute the same floats
+    ov.save_model(sk.rewrite(standard, shared_input=False).model, str(tmp_path / "separate.xml"),
+                  compress_to_fp16=False)
+    separate = core.read_model(str(tmp_path / "separate.xml"))
+    assert sum(op.get_type_name() == sk.OP_TYPE for op in separate.get_ordered_ops()) == 12
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    for feed in _feeds(standard, lengths=(37,)):
+        for ya, yb in zip(core.compile_model(sparse, "CPU", f32)(feed).values(),
+                          core.compile_model(separate, "CPU", f32)(feed).values(), strict=True):
+            np.testing.assert_array_equal(ya, yb)
     gelus = [sum(op.get_type_name() == "Gelu" for op in m.get_ordered_ops()) for m in (standard, sparse)]
     assert gelus[1] == gelus[0] - 2  # (a fill-mask head keeps its own GELU: it is no sparse Linear's)
     assert [o.get_any_name() for o in sparse.outputs] == [o.get_any_name() for o in standard.outputs]
@@ -618,6 +706,31 @@ def test_fused_gelu_with_a_wrong_post_scale_is_refused(int8_ir, tmp_path):
     # without fusion the same layers verify, and nothing is fused
     plain = sk.rewrite(ov.Core().read_model(str(std_xml)), fuse_gelu=False)
     assert all(layer["activation"] == "none" for layer in plain.layers)
+
+
+def test_shared_input_op_with_misnamed_outputs_is_refused(int8_ir, tmp_path):
+    """verify maps each output of a q/k/v op to its Linear by ``linears``: names in the wrong order
+    compare k's weights with q's and are refused; a name list that does not match the outputs too."""
+    import openvino as ov
+
+    std_xml = int8_ir() / "openvino_model.xml"
+    for linears, error, message in (
+            (lambda names: ";".join([names[1], names[0], names[2]]), SparsityLostError, "packed i8 codes differ"),
+            (lambda names: ";".join(names[:2]), VerificationError, "do not describe")):
+        model = sk.rewrite(ov.Core().read_model(str(std_xml))).model
+        op = next(op for op in model.get_ordered_ops()
+                  if op.get_type_name() == sk.OP_TYPE and len(op.get_attributes()["out_splits"]) == 3)
+        attrs = op.get_attributes()
+        twin = sk.op_class()([op.input_value(i) for i in range(op.get_input_size())],
+                             {**attrs, "linears": linears(attrs["linears"].split(";"))})
+        twin.set_friendly_name(op.get_friendly_name())
+        for i in range(3):
+            for target in list(op.output(i).get_target_inputs()):
+                target.replace_source_output(twin.output(i))
+        bad = tmp_path / "bad.xml"
+        ov.save_model(model, str(bad), compress_to_fp16=False)
+        with pytest.raises(error, match=message):
+            sk.verify(bad, std_xml)
 
 
 def test_broken_u8_handoff_is_refused(int8_ir, tmp_path):

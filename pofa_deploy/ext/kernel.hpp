@@ -33,7 +33,9 @@ struct QuantParams {
 
 // Packed weights as the VNNI kernel reads them (built once per op instance, see sparse_fc.cpp).
 //
-// Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); K is split
+// Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); a block holds
+// consecutive weight rows of one output (with several outputs, see out_splits in sparse_fc.hpp, each
+// output's rows start a new block, so the last block of each may be short); K is split
 // in blocks of kq_block quads so that the activation panel slice of one K block stays in L1 while
 // every row of a row block walks over it. The row's int32 sums live in registers within a K block and
 // in a per-thread scratch between K blocks.
@@ -52,10 +54,11 @@ struct PackedView {
     const int32_t* single;
     const uint32_t* seg_shared;
     const uint32_t* seg_single;
-    const int32_t* row_slot;  // per (padded) row: its slot in its row block
-    const float* alpha;       // per row: weight scale * activation step
-    const float* beta;        // per row: weight scale * activation offset * row sum + bias
-    const float* post;        // per row: scale after a fused GELU, or nullptr when no GELU is fused
+    const int32_t* row_slot;  // per row position (rb * kRowBlock + r): its slot in its row block
+    // Per weight row n (padded by kRowBlock past N, so a block's padding rows read harmless values):
+    const float* alpha;       // weight scale * activation step
+    const float* beta;        // weight scale * activation offset * row sum + bias
+    const float* post;        // scale after a fused GELU, or nullptr when no GELU is fused
     const QuantParams* out_q; // u8 output: the consumer's activation quantisation; nullptr: f32 output
     int64_t K, N, Kq;         // Kq = ceil(K / 4)
     int64_t n_kblocks, kq_block;
@@ -117,11 +120,13 @@ static_assert(sizeof(kErf[0]) / sizeof(float) == 16 && kZEnd * kPerUnit == 16.0f
 void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end, const QuantParams& qp, uint8_t* q);
 // One value quantised exactly as generic_quantize and vnni_quantize do (the u8 hand-off between ops).
 uint8_t generic_quantize_one(float x, const QuantParams& qp);
-// out[m, n] for rows [n_begin, n_end) and all M tokens; same integer sums and the same final fma as the
-// VNNI path, so both paths give identical outputs.
+// Weight rows [n_begin, n_end), all M tokens, into out[m * out_stride + n - out_row0] (or out_u8): row
+// out_row0 is column 0 of its output. Same integer sums and the same final fma as the VNNI path, so
+// both paths give identical outputs.
 void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
                   const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
-                  int64_t K, int64_t N, int64_t n_begin, int64_t n_end, float* out, uint8_t* out_u8);
+                  int64_t K, int64_t out_stride, int64_t out_row0, int64_t n_begin, int64_t n_end, float* out,
+                  uint8_t* out_u8);
 // The fused GELU of one value (see namespace gelu), as both paths compute it.
 float generic_gelu(float x);
 
@@ -136,16 +141,23 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_b
 // The same packing for input that is already u8 codes ([M, K] row-major, from a producer op's u8 output).
 void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
                   int64_t tile_tokens, uint8_t* panel);
+// Where one row block's results go: weight rows row0 .. row0 + cols - 1 become columns 0 .. cols - 1 of
+// f32 (or of u8, codes, when PackedView::out_q is set), whose tokens are `stride` elements apart. The
+// pointers are already offset to the block's first column of its output.
+struct BlockOut {
+    int64_t row0, cols, stride;
+    float* f32;
+    uint8_t* u8;
+};
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
-// 64-byte aligned scratch) and write out[m, n] (f32; or u8 codes into out_u8 when w.out_q is set) for the
-// tile's `tokens` valid tokens starting at m0.
+// 64-byte aligned scratch) and write the tile's `tokens` valid tokens, starting at token m0, to dst.
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out, uint8_t* out_u8, float* stage);
+                    int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage);
 // The two halves of vnni_row_block (separate for profiling): the int32 sums, then dequantise + store.
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc);
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
-                const int32_t* acc, float* out, uint8_t* out_u8, float* stage);
+                const int32_t* acc, const BlockOut& dst, float* stage);
 
 }  // namespace pofa

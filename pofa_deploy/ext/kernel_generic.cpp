@@ -45,7 +45,8 @@ float generic_gelu(float x) {
 
 void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,
                   const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
-                  int64_t K, int64_t N, int64_t n_begin, int64_t n_end, float* out, uint8_t* out_u8) {
+                  int64_t K, int64_t out_stride, int64_t out_row0, int64_t n_begin, int64_t n_end, float* out,
+                  uint8_t* out_u8) {
     for (int64_t n = n_begin; n < n_end; ++n) {
         const int32_t begin = rowptr[n], end = rowptr[n + 1];
         for (int64_t m = 0; m < M; ++m) {
@@ -54,10 +55,11 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
             for (int32_t i = begin; i < end; ++i) acc += static_cast<int32_t>(qm[cols[i]]) * values[i];
             const float y = std::fma(alpha[n], static_cast<float>(acc), beta[n]);
             const float z = post ? generic_gelu(y) * post[n] : y;
+            const int64_t at = m * out_stride + n - out_row0;
             if (out_q)
-                out_u8[m * N + n] = generic_quantize_one(z, *out_q);
+                out_u8[at] = generic_quantize_one(z, *out_q);
             else
-                out[m * N + n] = z;
+                out[at] = z;
         }
     }
 }

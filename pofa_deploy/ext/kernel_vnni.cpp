@@ -248,9 +248,9 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
 }  // namespace
 
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
-                    int64_t tokens, int64_t m0, int32_t* acc, float* out, uint8_t* out_u8, float* stage) {
+                    int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage) {
     vnni_accumulate(w, rb, tile_panel, tile_tokens, groups, acc);
-    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, out, out_u8, stage);
+    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, dst, stage);
 }
 
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
@@ -268,7 +268,7 @@ void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel,
 }
 
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
-                const int32_t* acc, float* out, uint8_t* out_u8, float* stage) {
+                const int32_t* acc, const BlockOut& dst, float* stage) {
     // Epilogue: acc is [slot][token] (row_slot maps rows to slots), out is [token][row]. Per 16 tokens:
     // for each 16 rows, dequantise
     // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a
@@ -278,15 +278,14 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
     // token straight from the transpose sends every store of a burst to the same L1 set, and the
     // stores' cache misses serialise (measured: 3-4x slower epilogue). Long per-token runs spread the
     // stores over kRowBlock / 16 sets.
-    const int64_t nb = rb * kRowBlock;
-    if (nb >= w.N) return;
-    const int64_t cols = w.N - nb < kRowBlock ? w.N - nb : kRowBlock;
+    const int64_t cols = dst.cols;
+    const int32_t* slots = w.row_slot + rb * kRowBlock;
     for (int64_t g = 0; g < groups; ++g) {
         for (int64_t r0 = 0; r0 < cols; r0 += 16) {
-            const int64_t n0 = nb + r0;
+            const int64_t n0 = dst.row0 + r0;
             __m512 r[16];
             for (int i = 0; i < 16; ++i) {
-                const int32_t* row = acc + static_cast<int64_t>(w.row_slot[n0 + i]) * tile_tokens;
+                const int32_t* row = acc + static_cast<int64_t>(slots[r0 + i]) * tile_tokens;
                 const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
                 r[i] = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
                                        _mm512_set1_ps(w.beta[n0 + i]));
@@ -318,40 +317,40 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
         const int64_t full = cols / 16 * 16;
         const __mmask16 tail = static_cast<__mmask16>((1u << (cols - full)) - 1u);
         if (w.post) {  // fused GELU, here where a token's rows are contiguous: post is one vector load
-            const float* post = w.post + nb;
+            const float* post = w.post + dst.row0;
             for (int64_t tok = 0; tok < valid; ++tok) {
                 const float* src = stage + tok * kStageStride;
-                float* dst = out ? out + (tok0 + tok) * w.N + nb : nullptr;
-                uint8_t* dst8 = out_u8 ? out_u8 + (tok0 + tok) * w.N + nb : nullptr;
+                float* out = w.out_q ? nullptr : dst.f32 + (tok0 + tok) * dst.stride;
+                uint8_t* out8 = w.out_q ? dst.u8 + (tok0 + tok) * dst.stride : nullptr;
                 for (int64_t j = 0; j < cols; j += 16) {
                     const __m512 y = _mm512_mul_ps(gelu16(_mm512_load_ps(src + j)), _mm512_loadu_ps(post + j));
                     const __mmask16 m16 = j < full ? static_cast<__mmask16>(0xFFFF) : tail;
-                    if (dst8)
-                        _mm_mask_storeu_epi8(dst8 + j, m16, quantize16(y, *w.out_q));
+                    if (out8)
+                        _mm_mask_storeu_epi8(out8 + j, m16, quantize16(y, *w.out_q));
                     else if (j < full)
-                        _mm512_storeu_ps(dst + j, y);
+                        _mm512_storeu_ps(out + j, y);
                     else
-                        _mm512_mask_storeu_ps(dst + j, tail, y);
+                        _mm512_mask_storeu_ps(out + j, tail, y);
                 }
             }
             continue;
         }
-        if (out_u8) {  // u8 hand-off without a GELU
+        if (w.out_q) {  // u8 hand-off without a GELU
             for (int64_t tok = 0; tok < valid; ++tok) {
                 const float* src = stage + tok * kStageStride;
-                uint8_t* dst8 = out_u8 + (tok0 + tok) * w.N + nb;
+                uint8_t* out8 = dst.u8 + (tok0 + tok) * dst.stride;
                 for (int64_t j = 0; j < cols; j += 16)
-                    _mm_mask_storeu_epi8(dst8 + j, j < full ? static_cast<__mmask16>(0xFFFF) : tail,
+                    _mm_mask_storeu_epi8(out8 + j, j < full ? static_cast<__mmask16>(0xFFFF) : tail,
                                          quantize16(_mm512_load_ps(src + j), *w.out_q));
             }
             continue;
         }
         for (int64_t tok = 0; tok < valid; ++tok) {
             const float* src = stage + tok * kStageStride;
-            float* dst = out + (tok0 + tok) * w.N + nb;
-            for (int64_t j = 0; j < full; j += 16) _mm512_storeu_ps(dst + j, _mm512_load_ps(src + j));
+            float* out = dst.f32 + (tok0 + tok) * dst.stride;
+            for (int64_t j = 0; j < full; j += 16) _mm512_storeu_ps(out + j, _mm512_load_ps(src + j));
             // a masked store only at the N tail: masked stores are slower than plain ones on AMD
-            if (tail) _mm512_mask_storeu_ps(dst + full, tail, _mm512_load_ps(src + full));
+            if (tail) _mm512_mask_storeu_ps(out + full, tail, _mm512_load_ps(src + full));
         }
     }
 }

@@ -97,6 +97,11 @@ struct Prepared {
     std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
     std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
     QuantParams out_q{};             // the consumer's quantisation, when output_levels > 0
+    std::vector<int64_t> split_row0, split_n;  // per output: its first weight row and its width
+    struct Block {
+        int64_t row0, cols, out;  // weight rows row0 .. row0 + cols - 1, all of output `out`
+    };
+    std::vector<Block> blocks;  // the VNNI path's row blocks (n_rblocks of them)
     // VNNI layout, see PackedView in kernel.hpp
     std::vector<int32_t> shared, single, row_slot;
     std::vector<uint32_t> seg_shared, seg_single;
@@ -110,10 +115,15 @@ struct Prepared {
 
 SparseFullyConnected::SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
                                            int64_t levels, std::string activation, int64_t output_levels,
-                                           bool input_u8)
+                                           bool input_u8, std::vector<int64_t> out_splits, std::string linears)
     : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels),
-      m_activation(std::move(activation)), m_output_levels(output_levels), m_input_u8(input_u8) {
+      m_activation(std::move(activation)), m_output_levels(output_levels), m_input_u8(input_u8),
+      m_out_splits(std::move(out_splits)), m_linears(std::move(linears)) {
     constructor_validate_and_infer_types();
+}
+
+std::vector<int64_t> SparseFullyConnected::splits() const {
+    return m_out_splits.empty() ? std::vector<int64_t>{m_out_features} : m_out_splits;
 }
 
 void SparseFullyConnected::validate_and_infer_types() {
@@ -177,14 +187,27 @@ void SparseFullyConnected::validate_and_infer_types() {
         const float* f = fq->get_data_ptr<float>();
         NODE_VALIDATION_CHECK(this, f[1] > f[0], "FakeQuantize input_high must exceed input_low");
     }
+    const std::vector<int64_t> widths = splits();
+    int64_t total = 0;
+    for (const int64_t w : widths) {
+        NODE_VALIDATION_CHECK(this, w > 0, "out_splits must be positive, got ", w);
+        total += w;
+    }
+    NODE_VALIDATION_CHECK(this, total == m_out_features, "out_splits must sum to out_features (", m_out_features,
+                          "), they sum to ", total);
+    NODE_VALIDATION_CHECK(this, widths.size() == 1 || (!gelu && m_output_levels == 0),
+                          "several outputs (out_splits) need activation none and f32 output");
     ov::PartialShape out = get_input_partial_shape(X);
     if (out.rank().is_static()) {
         NODE_VALIDATION_CHECK(this, out.rank().get_length() >= 1, "input 0 must have rank >= 1");
-        auto& last = out[out.rank().get_length() - 1];
-        NODE_VALIDATION_CHECK(this, last.compatible(m_in_features), "input 0 must end in ", m_in_features, ", got ", out);
-        last = ov::Dimension(m_out_features);
+        NODE_VALIDATION_CHECK(this, out[out.rank().get_length() - 1].compatible(m_in_features), "input 0 must end in ",
+                              m_in_features, ", got ", out);
     }
-    set_output_type(0, m_output_levels ? ov::element::u8 : ov::element::f32, out);
+    set_output_size(widths.size());
+    for (size_t i = 0; i < widths.size(); ++i) {
+        if (out.rank().is_static()) out[out.rank().get_length() - 1] = ov::Dimension(widths[i]);
+        set_output_type(i, m_output_levels ? ov::element::u8 : ov::element::f32, out);
+    }
     // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
     // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
     // with its message. Exceptions thrown while inferring are not reliably reported by the CPU plugin
@@ -196,7 +219,7 @@ void SparseFullyConnected::validate_and_infer_types() {
 std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     // A clone packs its own copy: its constant inputs may differ from ours.
     return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels, m_activation,
-                                                  m_output_levels, m_input_u8);
+                                                  m_output_levels, m_input_u8, m_out_splits, m_linears);
 }
 
 bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -206,6 +229,8 @@ bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("activation", m_activation);
     visitor.on_attribute("output_levels", m_output_levels);
     visitor.on_attribute("input_u8", m_input_u8);
+    visitor.on_attribute("out_splits", m_out_splits);
+    visitor.on_attribute("linears", m_linears);
     return true;
 }
 
@@ -239,10 +264,20 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         p->qp.shift = static_cast<float>(-il * (levels - 1.0) / (ih - il));
         p->qp.qmax = static_cast<float>(levels - 1.0);
         const double step = (oh - ol) / (levels - 1.0);
-        p->n_rblocks = (N + kRowBlock - 1) / kRowBlock;
-        const int64_t n_pad = p->n_rblocks * kRowBlock;
-        p->alpha.assign(n_pad, 0.0f);
-        p->beta.assign(n_pad, 0.0f);
+        // Outputs and row blocks: each output's rows start a new block.
+        for (const int64_t width : splits()) {
+            const int64_t row0 = p->split_row0.empty() ? 0 : p->split_row0.back() + p->split_n.back();
+            const int64_t out = static_cast<int64_t>(p->split_n.size());
+            p->split_row0.push_back(row0);
+            p->split_n.push_back(width);
+            for (int64_t r = 0; r < width; r += kRowBlock)
+                p->blocks.push_back({row0 + r, std::min(kRowBlock, width - r), out});
+        }
+        p->n_rblocks = static_cast<int64_t>(p->blocks.size());
+        const int64_t n_pad = p->n_rblocks * kRowBlock;  // row positions rb * kRowBlock + r
+        // Per weight row; kRowBlock more, read (and not written out) for a short block's padding rows.
+        p->alpha.assign(N + kRowBlock, 0.0f);
+        p->beta.assign(N + kRowBlock, 0.0f);
         const float* scale = inputs[SCALE].data<const float>();
         const float* bias = inputs[BIAS].data<const float>();
         for (int64_t n = 0; n < N; ++n) {
@@ -255,7 +290,7 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
             OPENVINO_ASSERT(inputs.size() > POST && static_cast<int64_t>(inputs[POST].get_size()) == N,
                             "SparseFullyConnected: activation gelu_erf needs input 7 with N values");
             const float* post = inputs[POST].data<const float>();
-            p->post.assign(n_pad, 0.0f);
+            p->post.assign(N + kRowBlock, 0.0f);
             std::copy(post, post + N, p->post.begin());
         }
         if (m_output_levels) {
@@ -277,15 +312,20 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         // the kernel ran no faster, so the loop is bound by loads + vpdpbusd, not by cache misses.
         p->kq_block = 64;
         p->n_kblocks = (p->Kq + p->kq_block - 1) / p->kq_block;
-        // Group each row's nonzeros into quads (rows are sorted, so a quad's nonzeros are adjacent).
+        // Group each row's nonzeros into quads (rows are sorted, so a quad's nonzeros are adjacent);
+        // rows[] is indexed by row position (a block's padding positions stay empty).
         std::vector<std::vector<Quad>> rows(n_pad);
-        for (int64_t n = 0; n < N; ++n) {
-            for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) {
-                const int32_t kq = indices[i] / 4, lane = indices[i] % 4;
-                if (rows[n].empty() || rows[n].back().kq != kq) rows[n].push_back(Quad{kq, 0});
-                auto& w4 = rows[n].back().w4;
-                w4 = static_cast<int32_t>(static_cast<uint32_t>(w4) |
-                                          (static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * lane)));
+        for (int64_t rb = 0; rb < p->n_rblocks; ++rb) {
+            for (int64_t r = 0; r < p->blocks[rb].cols; ++r) {
+                const int64_t n = p->blocks[rb].row0 + r;
+                auto& quads = rows[rb * kRowBlock + r];
+                for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) {
+                    const int32_t kq = indices[i] / 4, lane = indices[i] % 4;
+                    if (quads.empty() || quads.back().kq != kq) quads.push_back(Quad{kq, 0});
+                    auto& w4 = quads.back().w4;
+                    w4 = static_cast<int32_t>(static_cast<uint32_t>(w4) |
+                                              (static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * lane)));
+                }
             }
         }
         // Pair the rows of each block greedily by shared quads (bitset AND + popcount): the row with
@@ -378,17 +418,23 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     ov::Shape out_shape = x.get_shape();
     OPENVINO_ASSERT(!out_shape.empty() && static_cast<int64_t>(out_shape.back()) == p.K,
                     "SparseFullyConnected: input 0 must end in ", p.K, ", got ", out_shape);
-    out_shape.back() = static_cast<size_t>(p.N);
-    outputs[0].set_shape(out_shape);
+    const size_t n_out = p.split_n.size();
+    OPENVINO_ASSERT(outputs.size() == n_out, "SparseFullyConnected: expects ", n_out, " output tensors");
+    for (size_t o = 0; o < n_out; ++o) {
+        out_shape.back() = static_cast<size_t>(p.split_n[o]);
+        outputs[o].set_shape(out_shape);
+    }
     const int64_t M = static_cast<int64_t>(x.get_size() / static_cast<size_t>(p.K));
     if (M == 0) return true;
-    // f32 or u8 on each side (the u8 hand-off, kernel.hpp); exactly one pointer of each pair is set
+    // f32 or u8 on each side (the u8 hand-off, kernel.hpp); exactly one of xd / xu8 is set, and of
+    // yd[o] / yu8 (u8 output only with one output)
     const float* xd = m_input_u8 ? nullptr : x.data<const float>();
     const uint8_t* xu8 = m_input_u8 ? x.data<const uint8_t>() : nullptr;
-    float* yd = m_output_levels ? nullptr : outputs[0].data<float>();
+    std::vector<float*> yd(n_out, nullptr);
+    for (size_t o = 0; o < n_out && !m_output_levels; ++o) yd[o] = outputs[o].data<float>();
     uint8_t* yu8 = m_output_levels ? outputs[0].data<uint8_t>() : nullptr;
     const QuantParams* out_q = m_output_levels ? &p.out_q : nullptr;
-    const int64_t K = p.K, N = p.N, Kq = p.Kq;
+    const int64_t K = p.K, Kq = p.Kq;
     const int threads = std::max(1, parallel_get_max_threads());
 
     if (m_path == Path::Generic) {
@@ -403,12 +449,17 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
                 generic_quantize(xd, K, b, e, p.qp, q.data());
         });
         constexpr int64_t rows_per_task = 16;
-        ov::parallel_for((N + rows_per_task - 1) / rows_per_task, [&](size_t c) {
-            const int64_t b = static_cast<int64_t>(c) * rows_per_task;
+        std::vector<std::array<int64_t, 3>> tasks;  // (output, first row, end row), within one output
+        for (size_t o = 0; o < n_out; ++o)
+            for (int64_t b = 0; b < p.split_n[o]; b += rows_per_task)
+                tasks.push_back({static_cast<int64_t>(o), p.split_row0[o] + b,
+                                 p.split_row0[o] + std::min(p.split_n[o], b + rows_per_task)});
+        ov::parallel_for(tasks.size(), [&](size_t c) {
+            const auto [o, b, e] = tasks[c];
             generic_rows(inputs[VALUES].data<const int8_t>(), inputs[INDICES].data<const int32_t>(),
                          inputs[ROW_PTR].data<const int32_t>(), p.alpha.data(), p.beta.data(),
-                         p.post.empty() ? nullptr : p.post.data(), out_q, q.data(),
-                         M, K, N, b, std::min(N, b + rows_per_task), yd, yu8);
+                         p.post.empty() ? nullptr : p.post.data(), out_q, q.data(), M, K, p.split_n[o],
+                         p.split_row0[o], b, e, yd[o], yu8);
         });
         return true;
     }
@@ -444,16 +495,25 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     PackedView view = p.view();
     view.out_q = out_q;
     const int64_t n_rb = p.n_rblocks;
-    // Work items: (tile, row block), tile-major, so a thread's consecutive items share one tile's panel.
+    // Work items (tile, row block), row-block-major: a thread takes a contiguous range of items
+    // (ov::parallel_for splits statically), so it keeps a row block's packed weights (~70-300 KB at 90%
+    // zeros) in L2 while it walks over the tiles. Tile-major kept each tile's panel instead, and with
+    // several tiles (batch 8 x 128) re-streamed all its row blocks' weights once per tile: 2-4% slower
+    // end to end (benchmarks/README.md). With one tile (up to 128 tokens) both orders are the same.
     ov::parallel_for(static_cast<size_t>(n_tiles * n_rb), [&](size_t i) {
-        const int64_t t = static_cast<int64_t>(i) / n_rb, rb = static_cast<int64_t>(i) % n_rb;
+        const int64_t t = static_cast<int64_t>(i) % n_tiles, rb = static_cast<int64_t>(i) / n_tiles;
         const int64_t m0 = t * tile_tokens;
         const int64_t tokens = std::min(tile_tokens, M - m0);
         const int64_t groups = (tokens + kTokenGroup - 1) / kTokenGroup;
         alignas(64) thread_local int32_t acc[kRowBlock * kMaxGroups * kTokenGroup];
         alignas(64) thread_local float stage[kTokenGroup * kStageStride];
+        const Prepared::Block& block = p.blocks[rb];
+        const int64_t col0 = block.row0 - p.split_row0[block.out];  // the block's first column in its output
+        float* f32 = yd[block.out];
+        const BlockOut dst{block.row0, block.cols, p.split_n[block.out], f32 ? f32 + col0 : nullptr,
+                           yu8 ? yu8 + col0 : nullptr};
         vnni_row_block(view, rb, panel_ptr + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
-                       acc, yd, yu8, stage);
+                       acc, dst, stage);
     });
     return true;
 }

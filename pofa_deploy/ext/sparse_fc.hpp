@@ -18,8 +18,16 @@
 // ("none", the default, or "gelu_erf": the op also computes the Gelu(ERF) -> Multiply(post) that
 // followed the Linear, see kernel.hpp for why and how), output_levels (default 0: f32 output; > 0: u8
 // codes of out_fq with that many levels, for a consumer with input_u8), input_u8 (default false: input 0
-// is f32; true: input 0 is u8 codes of this op's own FakeQuantize, written by a producer op).
-// Output: f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n] (then, with
+// is f32; true: input 0 is u8 codes of this op's own FakeQuantize, written by a producer op),
+// out_splits (the widths of the op's outputs, summing to N; default [N], one output: see below),
+// linears (informational: the names of the Linears the outputs compute, ";"-separated, for the zero
+// check; the kernel does not read it).
+// Several outputs: Linears that read the same FakeQuantize'd input (q, k and v of an attention layer)
+// are one op whose weight rows are theirs stacked, and output i is rows [sum of splits before i, + splits[i]).
+// Why: one quantisation and packing of the shared input instead of three, one pair of parallel regions,
+// and more row blocks to share between threads (benchmarks/README.md, "q/k/v as one op"). Only with
+// activation "none" and f32 output.
+// Output (each): f32 [..., N]:  y[m, n] = scale[n] * sum_k fq(x[m, k]) * w[n, k] + bias[n] (then, with
 // gelu_erf, y = gelu(y) * post[n]), computed as
 //   q = round_half_even(clamp((x - input_low) * (levels - 1) / (input_high - input_low), 0, levels - 1))  (u8)
 //   y = scale[n] * (step * sum_k q * w + output_low * sum_k w) + bias[n],  step = (oh - ol) / (levels - 1)
@@ -39,6 +47,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "openvino/op/op.hpp"
 
@@ -54,7 +63,8 @@ public:
 
     SparseFullyConnected() = default;
     SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels,
-                         std::string activation = "none", int64_t output_levels = 0, bool input_u8 = false);
+                         std::string activation = "none", int64_t output_levels = 0, bool input_u8 = false,
+                         std::vector<int64_t> out_splits = {}, std::string linears = "");
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -66,6 +76,7 @@ private:
     enum class Path { Generic, Vnni };
     static Path choose_path();
     const Prepared& prepare(const ov::TensorVector& inputs) const;
+    std::vector<int64_t> splits() const;
 
     int64_t m_in_features = 0;
     int64_t m_out_features = 0;
@@ -73,6 +84,8 @@ private:
     std::string m_activation = "none";
     int64_t m_output_levels = 0;
     bool m_input_u8 = false;
+    std::vector<int64_t> m_out_splits;  // empty: one output of out_features
+    std::string m_linears;
     Path m_path = Path::Generic;
     // Packed weights, built once by the first evaluate. The CPU plugin may call evaluate from several
     // streams at once on the same node, hence call_once; evaluate itself keeps no other mutable state.
