@@ -46,15 +46,24 @@ def random_codes(rng: np.random.Generator, k: int, n: int, sparsity: float) -> n
     return codes
 
 
-def quantised_linear(x: Any, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> Any:
-    """NNCF's shape of a quantised Linear on ``x``: per-tensor symmetric activation FakeQuantize,
-    Constant(i8) -> Convert -> Multiply(per-channel scale) -> MatMul -> Add(bias)."""
-    import openvino as ov
+def activation_fq(x: Any) -> Any:
+    """NNCF's per-tensor symmetric activation FakeQuantize on ``x``."""
     import openvino.opset13 as ops
 
     step = 3.0 / 127  # NNCF's symmetric signed range: [-128, 127] * step, levels 256
     lo, hi = ops.constant(np.float32(-128 * step)), ops.constant(np.float32(127 * step))
-    fq = ops.fake_quantize(x, lo, hi, lo, hi, 256)
+    return ops.fake_quantize(x, lo, hi, lo, hi, 256)
+
+
+def quantised_linear(x: Any, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray, *,
+                     fq: Any | None = None) -> Any:
+    """NNCF's shape of a quantised Linear on ``x``: activation FakeQuantize (its own, or ``fq`` shared
+    with other Linears, as q, k and v share one), Constant(i8) -> Convert -> Multiply(per-channel
+    scale) -> MatMul -> Add(bias)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    fq = activation_fq(x) if fq is None else fq
     w = ops.multiply(ops.convert(ops.constant(codes), ov.Type.f32), ops.constant(scale))
     return ops.add(ops.matmul(fq, w, False, True), ops.constant(bias))
 

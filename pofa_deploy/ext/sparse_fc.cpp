@@ -499,7 +499,8 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     // (ov::parallel_for splits statically), so it keeps a row block's packed weights (~70-300 KB at 90%
     // zeros) in L2 while it walks over the tiles. Tile-major kept each tile's panel instead, and with
     // several tiles (batch 8 x 128) re-streamed all its row blocks' weights once per tile: 2-4% slower
-    // end to end (benchmarks/README.md). With one tile (up to 128 tokens) both orders are the same.
+    // end to end on DistilBERT, inconsistent on BERT (benchmarks/README.md, "Work order"). With one
+    // tile (up to 128 tokens) both orders are the same.
     ov::parallel_for(static_cast<size_t>(n_tiles * n_rb), [&](size_t i) {
         const int64_t t = static_cast<int64_t>(i) % n_tiles, rb = static_cast<int64_t>(i) / n_tiles;
         const int64_t m0 = t * tile_tokens;
