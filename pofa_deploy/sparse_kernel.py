@@ -329,7 +329,7 @@ def _make_node(group: list[QuantLinear], act: Activation | None, feeds: QuantLin
     import openvino.opset13 as ops
 
     q = group[0]
-    codes = np.concatenate([g.codes for g in group]) if len(group) > 1 else q.codes
+    codes = np.concatenate([g.codes for g in group])
     n, k = codes.shape
     values, indices, row_ptr = to_csr(codes)
     arrays = [values, indices, row_ptr, np.concatenate([g.scale for g in group]).astype(np.float32),

@@ -56,7 +56,9 @@ def _gelu_reference(y: np.ndarray, post: np.ndarray) -> np.ndarray:
 
 
 def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 1.1, -1.3, 1.1), levels=256,
-           post: np.ndarray | None = None):
+           post: np.ndarray | None = None, **extra_attrs):
+    """One op on a random layer (``extra_attrs``: more op attributes, e.g. out_splits): the model, with
+    every output of the op, and the layer's arrays."""
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -69,11 +71,11 @@ def _layer(rng: np.random.Generator, k: int, n: int, sparsity: float, fq=(-1.3, 
     x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
     extra = () if post is None else (post,)
     consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fqa, *extra)]
-    attrs: dict = {"in_features": k, "out_features": n, "levels": levels}
+    attrs: dict = {"in_features": k, "out_features": n, "levels": levels, **extra_attrs}
     if post is not None:
         attrs["activation"] = "gelu_erf"
     node = sk.op_class()([x.output(0), *consts], attrs)
-    return ov.Model([node.output(0)], [x]), (codes, scale, bias, fqa, levels)
+    return ov.Model(list(node.outputs()), [x]), (codes, scale, bias, fqa, levels)
 
 
 def _roundtrip(model, lib: Path, tmp_path: Path, threads: int):
@@ -113,21 +115,8 @@ def test_op_matches_numpy_reference(ext_lib, tmp_path, monkeypatch, path, thread
 
 
 def _stacked(rng: np.random.Generator, k: int, widths: list[int], **attrs):
-    """One op computing several Linears of one input (out_splits): the model and the whole layer's arrays."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    n = sum(widths)
-    codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
-    codes[rng.random((n, k)) < 0.9] = 0
-    scale = (rng.random(n) * 0.01 + 0.001).astype(np.float32)
-    bias = rng.standard_normal(n).astype(np.float32)
-    fq = np.array((-1.3, 1.1, -1.3, 1.1), dtype=np.float32)
-    x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
-    consts = [ops.constant(a).output(0) for a in (*sk.to_csr(codes), scale, bias, fq)]
-    node = sk.op_class()([x.output(0), *consts], {"in_features": k, "out_features": n, "levels": 256,
-                                                  "out_splits": widths, **attrs})
-    return ov.Model(list(node.outputs()), [x]), (codes, scale, bias, fq, 256)
+    """One op computing several Linears of one input (out_splits), 90% zeros."""
+    return _layer(rng, k, sum(widths), 0.9, out_splits=widths, **attrs)
 
 
 @pytest.mark.parametrize("path", PATHS)

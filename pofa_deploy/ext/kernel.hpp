@@ -60,8 +60,7 @@ struct PackedView {
     const float* beta;        // weight scale * activation offset * row sum + bias
     const float* post;        // scale after a fused GELU, or nullptr when no GELU is fused
     const QuantParams* out_q; // u8 output: the consumer's activation quantisation; nullptr: f32 output
-    int64_t K, N, Kq;         // Kq = ceil(K / 4)
-    int64_t n_kblocks, kq_block;
+    int64_t n_kblocks;        // K blocks per row block in the record streams
 };
 
 constexpr int64_t kRowBlock = 128;  // rows per block (multiple of 16: the epilogue transposes 16 x 16 blocks)

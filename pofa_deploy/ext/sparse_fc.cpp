@@ -92,9 +92,9 @@ SparseFullyConnected::Path SparseFullyConnected::choose_path() {
 
 // Everything evaluate needs that depends only on the constant inputs.
 struct Prepared {
-    int64_t K = 0, N = 0, Kq = 0, n_rblocks = 0, n_kblocks = 0, kq_block = 0;
+    int64_t K = 0, Kq = 0, n_rblocks = 0, n_kblocks = 0, kq_block = 0;
     QuantParams qp{};
-    std::vector<float> alpha, beta;  // per row, padded to n_rblocks * kRowBlock
+    std::vector<float> alpha, beta;  // per weight row, padded by kRowBlock past N (see PackedView)
     std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
     QuantParams out_q{};             // the consumer's quantisation, when output_levels > 0
     std::vector<int64_t> split_row0, split_n;  // per output: its first weight row and its width
@@ -109,7 +109,7 @@ struct Prepared {
     PackedView view() const {
         return PackedView{shared.data(), single.data(), seg_shared.data(), seg_single.data(), row_slot.data(),
                           alpha.data(),  beta.data(),   post.empty() ? nullptr : post.data(), nullptr,
-                          K, N, Kq, n_kblocks, kq_block};
+                          n_kblocks};
     }
 };
 
@@ -243,7 +243,6 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         auto p = std::make_shared<Prepared>();
         const int64_t K = m_in_features, N = m_out_features;
         p->K = K;
-        p->N = N;
         p->Kq = (K + 3) / 4;
         const auto& tv = inputs[VALUES];
         const auto& ti = inputs[INDICES];
