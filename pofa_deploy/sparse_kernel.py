@@ -13,9 +13,10 @@ smooth-quant scale), the op computes those too (activation ``gelu_erf``): OpenVI
 FullyConnected fuses its GELU as a post-op, and a GELU left after a custom op costs a whole extra pass
 over the layer's output. And where an op's output goes only into another op (the first FFN Linear,
 GELU fused, into the second), the first writes the second's u8 codes instead of f32
-(``output_levels`` / ``input_u8``, see ``ext/kernel.hpp``). Linears that read the same FakeQuantize
-(q, k and v of an attention layer) become one op with an output each (``out_splits``): their shared
-input is quantised and packed once, not three times. The node is
+(``output_levels`` / ``input_u8``), already in the second's packed layout (``handoff`` "panel": the
+first writes no [token][row] transpose and the second packs nothing; see ``ext/kernel.hpp``). Linears
+that read the same FakeQuantize (q, k and v of an attention layer) become one op with an output each
+(``out_splits``): their shared input is quantised and packed once, not three times. The node is
 created here through a Python twin of the C++ op (same type name and version), which serialises to
 the IR; reading the IR with the C++ library added (:func:`pofa_deploy.extension.extension_path`)
 builds the C++ op, whose kernels run it.
@@ -82,6 +83,7 @@ class SparseLayer:
     out_fq: np.ndarray | None = None  # f32 [4]: the consumer's FakeQuantize, when this op writes u8 codes
     output_levels: int = 0
     input_u8: bool = False
+    handoff: str = "rows"  # the layout of the u8 codes passed to or from another op: "rows" or "panel"
 
 
 @dataclass
@@ -276,6 +278,17 @@ def from_csr(values: np.ndarray, indices: np.ndarray, row_ptr: np.ndarray, shape
     return dense
 
 
+def panel_tokens(tokens: int) -> int:
+    """Tokens in the packed layout of ``tokens`` tokens (tiles of up to 128 whole 16-token groups), as
+    ``ext/kernel.hpp``'s panel_tokens: the row count of a "panel" hand-off tensor."""
+    tile = min(-(-tokens // 16), 8) * 16
+    return 0 if tile == 0 else -(-tokens // tile) * tile
+
+
+def _panel_in(attrs: dict[str, Any]) -> bool:
+    return bool(attrs.get("input_u8", False)) and attrs.get("handoff", "rows") == "panel"
+
+
 def out_widths(attrs: dict[str, Any]) -> list[int]:
     """The widths of an op's outputs, from its attributes (``out_splits``; one output when absent)."""
     widths = [int(w) for w in attrs.get("out_splits", [0])]
@@ -293,21 +306,29 @@ def op_class() -> type:
             # Every attribute, with a value of its type: reading an IR fills only these keys. out_splits
             # [0] stands for "one output" (an IR written before the attribute existed has none).
             self._attrs = {"in_features": 1, "out_features": 1, "levels": 256, "activation": "none",
-                           "output_levels": 0, "input_u8": False, "out_splits": [0], "linears": "", **(attrs or {})}
+                           "output_levels": 0, "input_u8": False, "out_splits": [0], "linears": "", "handoff": "rows",
+                           **(attrs or {})}
             if attrs is not None:  # a node being built or cloned: write its widths out
                 self._attrs["out_splits"] = out_widths(self._attrs)
             super().__init__(self, inputs)
 
         def validate_and_infer_types(self) -> None:
-            shape = self.get_input_partial_shape(0)
-            kind = ov.Type.u8 if int(self._attrs.get("output_levels", 0)) else ov.Type.f32
+            # the tokens' shape: input 0's, or with a panel input the producer's input's (the last input)
+            shape = self.get_input_partial_shape(self.get_input_size() - 1 if _panel_in(self._attrs) else 0)
+            u8 = int(self._attrs.get("output_levels", 0)) > 0
             for i, width in enumerate(out_widths(self._attrs)):
                 out = shape
                 if shape.rank.is_static:
                     dims = [shape[d] for d in range(shape.rank.get_length())]
                     dims[-1] = ov.Dimension(int(width))
                     out = ov.PartialShape(dims)
-                self.set_output_type(i, kind, out)
+                    if u8 and self._attrs.get("handoff") == "panel":
+                        known = all(d.is_static for d in dims[:-1])
+                        tokens = int(np.prod([d.get_length() for d in dims[:-1]])) if known else -1
+                        out = ov.PartialShape([panel_tokens(tokens) if known else -1, 4 * (-(-int(width) // 4))])
+                elif u8 and self._attrs.get("handoff") == "panel":
+                    out = ov.PartialShape([-1, 4 * (-(-int(width) // 4))])
+                self.set_output_type(i, ov.Type.u8 if u8 else ov.Type.f32, out)
 
         def clone_with_new_inputs(self, new_inputs: list[Any]) -> Any:
             return SparseFullyConnected(new_inputs, self._attrs)
@@ -322,10 +343,12 @@ def op_class() -> type:
     return SparseFullyConnected
 
 
-def _make_node(group: list[QuantLinear], act: Activation | None, feeds: QuantLinear | None, fed: bool) -> Any:
+def _make_node(group: list[QuantLinear], act: Activation | None, feeds: QuantLinear | None, fed: bool,
+               panel: bool) -> Any:
     """The op for the Linears of ``group`` (one, or several reading the same FakeQuantize: an output
     each); ``feeds``: the rewritten Linear it hands u8 codes to; ``fed``: its input is a producer op's
-    u8 codes (both, and ``act``, only for a group of one)."""
+    u8 codes (both, and ``act``, only for a group of one); ``panel``: those codes in the consumer's
+    packed layout."""
     import openvino.opset13 as ops
 
     q = group[0]
@@ -337,11 +360,14 @@ def _make_node(group: list[QuantLinear], act: Activation | None, feeds: QuantLin
               q.fq_params.astype(np.float32)] + ([act.post] if act else []) + \
         ([feeds.fq_params.astype(np.float32)] if feeds else [])
     inputs = [q.fq.input_value(0), *(ops.constant(a).output(0) for a in arrays)]
+    if fed and panel:  # the producer's input, for the tokens' shape the panel no longer carries
+        inputs.append(q.fq.input_value(0).get_node().input_value(0))
     node = op_class()(inputs, {"in_features": int(k), "out_features": int(n), "levels": int(q.levels),
                                "activation": "gelu_erf" if act else "none",
                                "output_levels": int(feeds.levels) if feeds else 0, "input_u8": fed,
                                "out_splits": [int(g.codes.shape[0]) for g in group],
-                               "linears": ";".join(g.name for g in group) if len(group) > 1 else ""})
+                               "linears": ";".join(g.name for g in group) if len(group) > 1 else "",
+                               "handoff": "panel" if panel and (feeds or fed) else "rows"})
     # The MatMul's name carries the source module path (``__module.<path>/aten::linear/MatMul``), which
     # is how the zero check maps a weight to its nn.Linear: the op keeps it (the first one's, with
     # several; ``linears`` names them all).
@@ -387,10 +413,11 @@ def _handoffs(chosen: list[QuantLinear], acts: dict[int, Activation | None]) -> 
 
 
 def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool = True,
-            handoff: bool = True, shared_input: bool = True) -> RewriteResult:
+            handoff: bool = True, panel: bool = True, shared_input: bool = True) -> RewriteResult:
     """A copy of ``model`` where every quantised Linear with at least ``threshold`` zero codes runs
     SparseFullyConnected (bias Add fused, and a following Gelu(ERF) [-> Multiply] unless ``fuse_gelu``
-    is False; an op feeding only another op hands it u8 codes unless ``handoff`` is False; Linears
+    is False; an op feeding only another op hands it u8 codes unless ``handoff`` is False, in the
+    consumer's packed layout unless ``panel`` is False; Linears
     reading the same FakeQuantize are one op with an output each unless ``shared_input`` is False);
     everything else is untouched. ``model`` is not modified."""
     clone = model.clone()
@@ -409,7 +436,7 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
     groups = _shared_input_groups(chosen, acts, feeds, fed) if shared_input else [[q] for q in chosen]
     for group in groups:  # in graph order: a producer is replaced before its consumer reads its output
         act = acts[id(group[0])]
-        node = _make_node(group, act, feeds.get(id(group[0])), id(group[0]) in fed)
+        node = _make_node(group, act, feeds.get(id(group[0])), id(group[0]) in fed, panel)
         for i, q in enumerate(group):
             old = (act.last if act else q.bias_add or q.matmul).output(0)
             names = set(old.get_names())
@@ -423,7 +450,8 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
                                   "nnz": int(np.count_nonzero(q.codes)), "bias": q.bias_add is not None,
                                   "activation": "gelu_erf" if act else "none",
                                   "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
-                                  "u8_input": id(q) in fed, "op": group[0].name, "op_output": i})
+                                  "u8_input": id(q) in fed, "op": group[0].name, "op_output": i,
+                                  "handoff": "panel" if panel and (id(q) in feeds or id(q) in fed) else "rows"})
     clone.validate_nodes_and_infer_types()
     return result
 
@@ -456,15 +484,16 @@ def unpack(model_or_xml: Any) -> list[SparseLayer]:
         activation = str(attrs.get("activation", "none"))
         output_levels = int(attrs.get("output_levels", 0))
         post = out_fq = None
-        extra = op.get_input_size() - 7
+        extras = [op.input_value(i).get_node() for i in range(7, op.get_input_size())]
         if activation != "none":
-            post = _const(op.input_value(7).get_node()) if extra >= 1 else None
+            post = _const(extras[0]) if extras else None
             if post is None:
                 raise VerificationError(f"{op.get_friendly_name()}: {activation} without a constant post-scale input")
             post = post.reshape(-1)
         if output_levels:
-            out_fq = _const(op.input_value(op.get_input_size() - 1).get_node())
-            if out_fq is None or extra < 1 + (activation != "none"):
+            at = int(activation != "none")
+            out_fq = _const(extras[at]) if len(extras) > at else None
+            if out_fq is None:
                 raise VerificationError(f"{op.get_friendly_name()}: u8 output without a constant out_fq input")
             out_fq = out_fq.reshape(-1)
         codes = from_csr(values, indices, row_ptr, (n, k))
@@ -478,13 +507,15 @@ def unpack(model_or_xml: Any) -> list[SparseLayer]:
         starts = np.cumsum([0, *widths])
         for name, (a, b) in zip(names, itertools.pairwise(starts), strict=True):
             out.append(SparseLayer(name, codes[a:b], scale[a:b], bias[a:b], fq.reshape(-1), int(attrs["levels"]),
-                                   activation, post, out_fq, output_levels, bool(attrs.get("input_u8", False))))
+                                   activation, post, out_fq, output_levels, bool(attrs.get("input_u8", False)),
+                                   str(attrs.get("handoff", "rows"))))
     return out
 
 
 def _verify_handoffs(model: Any, layers: list[SparseLayer]) -> None:
     """Every op writing u8 codes feeds exactly one op that reads u8 codes, with that op's own
-    FakeQuantize (parameters and levels); every op reading u8 codes is fed by such an op."""
+    FakeQuantize (parameters and levels) and in the layout it reads; every op reading u8 codes is fed
+    by such an op (and a panel reader takes its shape from that op's input)."""
     by_name = {la.name: la for la in layers}
     for op in model.get_ordered_ops():
         if op.get_type_name() != OP_TYPE:
@@ -494,12 +525,15 @@ def _verify_handoffs(model: Any, layers: list[SparseLayer]) -> None:
             producer = op.input_value(0).get_node()
             if producer.get_type_name() != OP_TYPE or not by_name[producer.get_friendly_name()].output_levels:
                 raise VerificationError(f"{layer.name}: reads u8 codes that no SparseFullyConnected writes")
+            if layer.handoff == "panel" and op.input_value(op.get_input_size() - 1) != producer.input_value(0):
+                raise VerificationError(f"{layer.name}: reads a panel but its last input is not its producer's input")
         if layer.output_levels:
             consumers = [t.get_node() for t in op.output(0).get_target_inputs()]
             consumer = by_name.get(consumers[0].get_friendly_name()) if len(consumers) == 1 and \
                 consumers[0].get_type_name() == OP_TYPE else None
             if consumer is None or not consumer.input_u8 or layer.out_fq is None or \
-                    not np.array_equal(layer.out_fq, consumer.fq_params) or layer.output_levels != consumer.levels:
+                    not np.array_equal(layer.out_fq, consumer.fq_params) or layer.output_levels != consumer.levels or \
+                    layer.handoff != consumer.handoff:
                 raise VerificationError(f"{layer.name}: its u8 output is not exactly the FakeQuantize of the one "
                                         "op it feeds")
 

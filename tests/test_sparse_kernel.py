@@ -225,8 +225,9 @@ def test_fused_gelu_paths_agree_bit_for_bit_over_the_whole_range(ext_lib, tmp_pa
     assert np.all(np.isfinite(out["vnni"])) and out["vnni"][..., 0].max() == 0.0  # gelu(-1e30) = -0, not NaN
 
 
-def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handoff: bool):
-    """x -> op A (K=k, N=n, GELU optional) -> op B (K=n, N=n2); with ``handoff`` A writes B's u8 codes."""
+def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handoff: str | None):
+    """x -> op A (K=k, N=n, GELU optional) -> op B (K=n, N=n2); with ``handoff`` ("rows" or "panel")
+    A writes B's u8 codes in that layout."""
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -242,35 +243,40 @@ def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handof
     x = ops.parameter([-1, -1, k], ov.Type.f32, name="x")
     a_in = [x.output(0), *(ops.constant(v).output(0) for v in [*wa, fq_a, *([post] if gelu else []),
                                                               *([fq_b] if handoff else [])])]
-    a = sk.op_class()(a_in, {"in_features": k, "out_features": n, "levels": 256,
+    layout = {"handoff": handoff} if handoff else {}
+    a = sk.op_class()(a_in, {"in_features": k, "out_features": n, "levels": 256, **layout,
                              "activation": "gelu_erf" if gelu else "none", "output_levels": 256 if handoff else 0})
-    b_in = [a.output(0), *(ops.constant(v).output(0) for v in [*wb, fq_b])]
-    b = sk.op_class()(b_in, {"in_features": n, "out_features": n2, "levels": 256, "input_u8": handoff})
+    b_in = [a.output(0), *(ops.constant(v).output(0) for v in [*wb, fq_b]),
+            *([x.output(0)] if handoff == "panel" else [])]
+    b = sk.op_class()(b_in, {"in_features": n, "out_features": n2, "levels": 256, "input_u8": bool(handoff), **layout})
     return ov.Model([b.output(0)], [x])
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("gelu", [False, True])
 def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path, gelu):
-    """An op writing its consumer's u8 codes gives exactly the floats of the same two ops passing f32
-    (odd widths: the u8 rows end in masked stores; token counts that leave partial 16-token groups)."""
+    """An op writing its consumer's u8 codes, row-major or already packed (panel), gives exactly the
+    floats of the same two ops passing f32 (odd widths: the u8 rows end in masked stores, the panel's
+    last quad has 2 padding rows; token counts that leave partial 16-token groups, several tiles)."""
     monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
     out = {}
-    for handoff in (False, True):
+    for handoff in (None, "rows", "panel"):
         model = _chain(np.random.default_rng(21), 75, 70, 33, gelu, handoff)
         (tmp_path / str(handoff)).mkdir()
         out[handoff] = _roundtrip(model, ext_lib, tmp_path / str(handoff), 2)
     x_rng = np.random.default_rng(4)
-    for shape in [(1, 1), (2, 33), (1, 130)]:
+    for shape in [(1, 1), (2, 33), (1, 130), (3, 100)]:
         x = x_rng.standard_normal((*shape, 75)).astype(np.float32)
-        ya, yb = out[False](x)[0], out[True](x)[0]
-        assert ya.shape == (*shape, 33) and np.array_equal(ya, yb)
+        y = out[None](x)[0]
+        assert y.shape == (*shape, 33)
+        for handoff in ("rows", "panel"):
+            np.testing.assert_array_equal(out[handoff](x)[0], y, err_msg=handoff)
 
 
 def test_u8_handoff_attributes_are_checked(ext_lib, tmp_path):
     import openvino as ov
 
-    model = _chain(np.random.default_rng(5), 32, 16, 8, False, True)
+    model = _chain(np.random.default_rng(5), 32, 16, 8, False, "rows")
     a = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
     bad = sk.op_class()([i.get_source_output() for i in a.inputs()],
                         {"in_features": 32, "out_features": 16, "levels": 256, "output_levels": 300})
@@ -279,12 +285,62 @@ def test_u8_handoff_attributes_are_checked(ext_lib, tmp_path):
     with pytest.raises(Exception, match=r"output_levels must be 0 \(f32 output\) or in \[2, 256\]"):
         _core(ext_lib).read_model(str(xml))
     # a consumer declared input_u8 but fed f32
-    model = _chain(np.random.default_rng(5), 32, 16, 8, False, False)
+    model = _chain(np.random.default_rng(5), 32, 16, 8, False, None)
     b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
     bad = sk.op_class()([i.get_source_output() for i in b.inputs()],
                         {"in_features": 16, "out_features": 8, "levels": 256, "input_u8": True})
     ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
     with pytest.raises(Exception, match="input 0 must be u8"):
+        _core(ext_lib).read_model(str(xml))
+
+
+@pytest.mark.parametrize(("layouts", "message"), [
+    (("bogus", "bogus"), "handoff must be rows or panel"),
+    (("rows", "panel"), "its producer writes 'rows' codes, this op reads 'panel'"),
+    (("panel", "rows"), "its producer writes 'panel' codes, this op reads 'rows'"),  # same width: only this check
+])
+def test_handoff_layouts_are_checked(ext_lib, tmp_path, layouts, message):
+    """Both ops of a hand-off must agree on its layout: a mismatch fails read_model with its reason."""
+    import openvino as ov
+
+    model = _chain(np.random.default_rng(5), 32, 16, 8, False, "panel")
+    a, b = (op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    a2 = sk.op_class()([i.get_source_output() for i in a.inputs()], {**a.get_attributes(), "handoff": layouts[0]})
+    b_in = [a2.output(0), *(i.get_source_output() for i in list(b.inputs())[1:7])]
+    b2 = sk.op_class()(b_in + ([b.input_value(7)] if layouts[1] == "panel" else []),
+                       {**b.get_attributes(), "handoff": layouts[1]})
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model([b2.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match=message):
+        _core(ext_lib).compile_model(str(xml), "CPU")
+
+
+def test_panel_input_shape_is_checked(ext_lib, tmp_path):
+    """A panel reader fed by something else than an op (here a Parameter) still checks the panel's width."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    model = _chain(np.random.default_rng(5), 32, 18, 8, False, "panel")  # 18 rows: the panel is 20 wide
+    b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
+    codes = ops.parameter([-1, 18], ov.Type.u8, name="codes")
+    bad = sk.op_class()([codes.output(0), *(b.input_value(i) for i in range(1, b.get_input_size()))],
+                        b.get_attributes())
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model([bad.output(0)], [codes, *model.get_parameters()]), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 20\]"):
+        _core(ext_lib).read_model(str(xml))
+
+
+def test_panel_without_u8_is_refused(ext_lib, tmp_path):
+    import openvino as ov
+
+    model, _ = _layer(np.random.default_rng(2), 32, 16, 0.9)
+    op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
+    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
+                        {"in_features": 32, "out_features": 16, "levels": 256, "handoff": "panel"})
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
+    with pytest.raises(Exception, match="handoff panel needs a u8 input"):
         _core(ext_lib).read_model(str(xml))
 
 
@@ -739,3 +795,30 @@ def test_broken_u8_handoff_is_refused(int8_ir, tmp_path):
     with pytest.raises(VerificationError, match="not exactly the FakeQuantize of the one op it feeds"):
         sk.verify(bad, std_xml)
     assert all(not la["u8_input"] for la in sk.rewrite(ov.Core().read_model(str(std_xml)), handoff=False).layers)
+
+
+@pytest.mark.parametrize("broken", ["layout", "like"])
+def test_broken_panel_handoff_is_refused(int8_ir, tmp_path, broken):
+    """verify: both ops of a panel hand-off use that layout, and the reader's shape input is its
+    producer's input."""
+    import openvino as ov
+
+    std_xml = int8_ir() / "openvino_model.xml"
+    model = sk.rewrite(ov.Core().read_model(str(std_xml))).model
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE]
+    reader = next(op for op in ops if op.get_attributes().get("input_u8"))
+    producer = reader.input_value(0).get_node()
+    assert reader.get_attributes()["handoff"] == producer.get_attributes()["handoff"] == "panel"
+    if broken == "layout":
+        node = sk.op_class()([i.get_source_output() for i in producer.inputs()],
+                             {**producer.get_attributes(), "handoff": "rows"})
+        node.set_friendly_name(producer.get_friendly_name())
+        reader.input(0).replace_source_output(node.output(0))
+        message = "not exactly the FakeQuantize of the one op it feeds"
+    else:
+        reader.input(reader.get_input_size() - 1).replace_source_output(ops[0].input_value(0))
+        message = "its last input is not its producer's input"
+    bad = tmp_path / "bad.xml"
+    ov.save_model(model, str(bad), compress_to_fp16=False)
+    with pytest.raises(VerificationError, match=message):
+        sk.verify(bad, std_xml)

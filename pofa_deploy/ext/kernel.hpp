@@ -106,13 +106,38 @@ static_assert(sizeof(kErf[0]) / sizeof(float) == 16 && kZEnd * kPerUnit == 16.0f
 // u8 hand-off (attributes output_levels > 0 on a producer, input_u8 on its consumer): when an op's
 // output goes only into another op, the producer quantises in its epilogue with the consumer's
 // FakeQuantize (the same f32 value, the same operations: bit-identical codes) and writes u8 [M, N]
-// row-major, 4x fewer bytes than f32; the consumer packs those codes without quantising. Why: moving
+// row-major (handoff "rows"; or "panel", already in the consumer's packed layout, see below), 4x fewer
+// bytes than f32; the consumer packs those codes without quantising (or not at all). Why: moving
 // f32 activations through memory is what slows down when the machine's memory is contended
 // (benchmarks/README.md, "Where the slow mode goes"); OpenVINO's own FullyConnected nodes pass u8/i8.
 
 // Panel layout for tokens: tile t (tile_tokens tokens each), then K-quad kq, then token, then the 4
 // bytes of the quad: panel[((t * Kq + kq) * tile_tokens + m) * 4 + j]. A 16-token group of one quad is
-// one aligned 64-byte load.
+// one aligned 64-byte load. M tokens run in tiles of up to kMaxGroups * 16 tokens; a short M in one
+// tile of whole 16-token groups (the last group padded). Static (internal linkage), like everything
+// here that both kernels' translation units use (see the top of this file for why).
+static inline int64_t panel_tile_tokens(int64_t M) {
+    const int64_t groups = (M + kTokenGroup - 1) / kTokenGroup;
+    return (groups < kMaxGroups ? groups : kMaxGroups) * kTokenGroup;
+}
+// Tokens in the panel, padding included: n_tiles * tile_tokens.
+static inline int64_t panel_tokens(int64_t M) {
+    const int64_t tt = panel_tile_tokens(M);
+    return tt == 0 ? 0 : (M + tt - 1) / tt * tt;
+}
+// Byte offset of token m, K position k in the panel of M tokens and Kq quads.
+static inline int64_t panel_offset(int64_t m, int64_t k, int64_t Kq, int64_t tile_tokens) {
+    return ((m / tile_tokens * Kq + k / 4) * tile_tokens + m % tile_tokens) * 4 + k % 4;
+}
+
+// Panel hand-off (attribute handoff "panel" on both ops of a u8 hand-off): the producer writes its u8
+// codes straight into the consumer's panel layout, as a tensor of panel_tokens(M) x 4 * ceil(N / 4)
+// bytes, and the consumer runs on it without packing. Why: the producer's sums are per row across 16
+// tokens (the vpdpbusd lanes), so 4 consecutive rows are one panel quad for 16 tokens: a few shifts
+// and one 64-byte store, instead of the [token][row] transpose the row-major output needs; and the
+// consumer's packing pass (a read and a write of its whole input) is gone. Padding (the tokens past M
+// in the last group, the rows past N in the last quad) holds codes that only ever meet zero weights or
+// are never stored, as with the packed input.
 
 // --- Portable kernel (kernel_generic.cpp): any CPU, straight from the CSR form of the IR ---
 // Quantise tokens [m_begin, m_end) of x ([M, K]) into q ([M, K] u8), bit-identical to vnni_quantize.
@@ -126,6 +151,10 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
                   const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
                   int64_t K, int64_t out_stride, int64_t out_row0, int64_t n_begin, int64_t n_end, float* out,
                   uint8_t* out_u8);
+// The panel hand-off on the portable path: u8 codes [M, N] row-major (N = 4 * Kq or less) to the panel
+// layout of M tokens, and back (the padding is written as zeros, read never).
+void generic_rows_to_panel(const uint8_t* rows, int64_t M, int64_t N, uint8_t* panel);
+void generic_panel_to_rows(const uint8_t* panel, int64_t M, int64_t N, uint8_t* rows);
 // The fused GELU of one value (see namespace gelu), as both paths compute it.
 float generic_gelu(float x);
 
@@ -142,11 +171,14 @@ void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_
                   int64_t tile_tokens, uint8_t* panel);
 // Where one row block's results go: weight rows row0 .. row0 + cols - 1 become columns 0 .. cols - 1 of
 // f32 (or of u8, codes, when PackedView::out_q is set), whose tokens are `stride` elements apart. The
-// pointers are already offset to the block's first column of its output.
+// pointers are already offset to the block's first column of its output. With the panel hand-off,
+// `panel` (else nullptr) is the start of the token tile in the consumer's panel: row n is K position n
+// there (one output: its rows are the consumer's K), and u8 and f32 are unused.
 struct BlockOut {
     int64_t row0, cols, stride;
     float* f32;
     uint8_t* u8;
+    uint8_t* panel;
 };
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
 // 64-byte aligned scratch) and write the tile's `tokens` valid tokens, starting at token m0, to dst.

@@ -102,14 +102,19 @@ void pack_panel(int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end
     }
 }
 
-// 16 floats -> 16 u8 codes: the FakeQuantize as the CPU plugin computes it (see QuantParams).
-inline __m128i quantize16(__m512 v, const QuantParams& qp) {
+// 16 floats -> 16 codes in int32 lanes: the FakeQuantize as the CPU plugin computes it (see QuantParams).
+inline __m512i quantize_lanes(__m512 v, const QuantParams& qp) {
     // Clamp in float before the conversion (an out-of-range float converts to INT_MIN); max(v, 0)
     // returns 0 for NaN, like the portable path.
     v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(qp.scale), _mm512_set1_ps(qp.shift)),
                                     _mm512_setzero_ps()),
                       _mm512_set1_ps(qp.qmax));
-    return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));  // round half to even (MXCSR default)
+    return _mm512_cvtps_epi32(v);  // round half to even (MXCSR default)
+}
+
+// The same as 16 bytes.
+inline __m128i quantize16(__m512 v, const QuantParams& qp) {
+    return _mm512_cvtusepi32_epi8(quantize_lanes(v, qp));
 }
 
 }  // namespace
@@ -267,8 +272,42 @@ void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel,
     }
 }
 
+namespace {
+
+// The panel hand-off's epilogue (kernel.hpp): the sums are [slot][token], 16 tokens per vector, so 4
+// consecutive rows are one quad of the consumer's panel for 16 tokens. Per element the same operations
+// as the row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same bits; only
+// the 4 codes of a token are shifted into one 32-bit lane instead of being transposed.
+void store_panel(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, const int32_t* acc,
+                 const BlockOut& dst) {
+    const int32_t* slots = w.row_slot + rb * kRowBlock;
+    const QuantParams& qp = *w.out_q;  // a panel is always u8 codes
+    for (int64_t r0 = 0; r0 < dst.cols; r0 += 4) {
+        const int64_t n0 = dst.row0 + r0;  // a multiple of 4: blocks start at multiples of kRowBlock
+        uint8_t* quad = dst.panel + (n0 / 4) * tile_tokens * 4;
+        for (int64_t g = 0; g < groups; ++g) {
+            __m512i codes = _mm512_setzero_si512();
+            for (int i = 0; i < 4; ++i) {  // rows past N (padding) have alpha = beta = 0: harmless codes
+                const int32_t* row = acc + static_cast<int64_t>(slots[r0 + i]) * tile_tokens;
+                const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
+                __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
+                                           _mm512_set1_ps(w.beta[n0 + i]));
+                if (w.post) y = _mm512_mul_ps(gelu16(y), _mm512_set1_ps(w.post[n0 + i]));
+                codes = _mm512_or_si512(codes, _mm512_slli_epi32(quantize_lanes(y, qp), 8 * i));
+            }
+            _mm512_storeu_si512(reinterpret_cast<void*>(quad + 64 * g), codes);
+        }
+    }
+}
+
+}  // namespace
+
 void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
                 const int32_t* acc, const BlockOut& dst, float* stage) {
+    if (dst.panel) {
+        store_panel(w, rb, tile_tokens, groups, acc, dst);
+        return;
+    }
     // Epilogue: acc is [slot][token] (row_slot maps rows to slots), out is [token][row]. Per 16 tokens:
     // for each 16 rows, dequantise
     // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a

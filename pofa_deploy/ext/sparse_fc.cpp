@@ -115,10 +115,11 @@ struct Prepared {
 
 SparseFullyConnected::SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features,
                                            int64_t levels, std::string activation, int64_t output_levels,
-                                           bool input_u8, std::vector<int64_t> out_splits, std::string linears)
+                                           bool input_u8, std::vector<int64_t> out_splits, std::string linears,
+                                           std::string handoff)
     : Op(args), m_in_features(in_features), m_out_features(out_features), m_levels(levels),
       m_activation(std::move(activation)), m_output_levels(output_levels), m_input_u8(input_u8),
-      m_out_splits(std::move(out_splits)), m_linears(std::move(linears)) {
+      m_out_splits(std::move(out_splits)), m_linears(std::move(linears)), m_handoff(std::move(handoff)) {
     constructor_validate_and_infer_types();
 }
 
@@ -132,11 +133,22 @@ void SparseFullyConnected::validate_and_infer_types() {
     const bool gelu = m_activation == "gelu_erf";
     NODE_VALIDATION_CHECK(this, m_output_levels == 0 || (m_output_levels >= 2 && m_output_levels <= 256),
                           "output_levels must be 0 (f32 output) or in [2, 256], got ", m_output_levels);
-    const size_t n_inputs = N_INPUTS + (gelu ? 1 : 0) + (m_output_levels ? 1 : 0);
+    NODE_VALIDATION_CHECK(this, m_handoff == "rows" || m_handoff == "panel", "handoff must be rows or panel, got '",
+                          m_handoff, "'");
+    NODE_VALIDATION_CHECK(this, m_handoff == "rows" || m_input_u8 || m_output_levels,
+                          "handoff panel needs a u8 input (input_u8) or a u8 output (output_levels)");
+    // A producer op in the graph (when read from an IR; the CPU plugin's clones see Parameters) must
+    // write the layout this op reads: a panel read as rows (or back) would be wrong silently when the
+    // widths happen to match.
+    if (const auto producer = ov::as_type_ptr<SparseFullyConnected>(get_input_node_shared_ptr(X)); producer && m_input_u8)
+        NODE_VALIDATION_CHECK(this, producer->m_handoff == m_handoff, "handoff: its producer writes '",
+                              producer->m_handoff, "' codes, this op reads '", m_handoff, "'");
+    const size_t n_inputs = N_INPUTS + (gelu ? 1 : 0) + (m_output_levels ? 1 : 0) + (panel_in() ? 1 : 0);
     NODE_VALIDATION_CHECK(this, get_input_size() == n_inputs, "expects ", n_inputs, " inputs with activation ",
-                          m_activation, m_output_levels ? " and u8 output" : "", ", got ", get_input_size());
+                          m_activation, m_output_levels ? " and u8 output" : "", panel_in() ? " and a panel input" : "",
+                          ", got ", get_input_size());
     if (m_output_levels) {
-        const size_t i = n_inputs - 1;
+        const size_t i = N_INPUTS + (gelu ? 1 : 0);
         NODE_VALIDATION_CHECK(this, get_input_element_type(i).compatible(ov::element::f32) &&
                                         get_input_partial_shape(i).compatible(ov::PartialShape{4}),
                               "input ", i, " (out_fq) must be f32 [4]");
@@ -197,16 +209,31 @@ void SparseFullyConnected::validate_and_infer_types() {
                           "), they sum to ", total);
     NODE_VALIDATION_CHECK(this, widths.size() == 1 || (!gelu && m_output_levels == 0),
                           "several outputs (out_splits) need activation none and f32 output");
-    ov::PartialShape out = get_input_partial_shape(X);
+    // The tokens' shape [..., K]: input 0's, or with a panel input the producer's input's (`like`).
+    ov::PartialShape out = get_input_partial_shape(panel_in() ? n_inputs - 1 : X);
     if (out.rank().is_static()) {
         NODE_VALIDATION_CHECK(this, out.rank().get_length() >= 1, "input 0 must have rank >= 1");
-        NODE_VALIDATION_CHECK(this, out[out.rank().get_length() - 1].compatible(m_in_features), "input 0 must end in ",
-                              m_in_features, ", got ", out);
+        NODE_VALIDATION_CHECK(this, panel_in() || out[out.rank().get_length() - 1].compatible(m_in_features),
+                              "input 0 must end in ", m_in_features, ", got ", out);
     }
+    if (panel_in())
+        NODE_VALIDATION_CHECK(this, get_input_partial_shape(X).compatible(ov::PartialShape{-1, 4 * ((m_in_features + 3) / 4)}),
+                              "input 0 (a panel) must be [tokens, ", 4 * ((m_in_features + 3) / 4), "], got ",
+                              get_input_partial_shape(X));
     set_output_size(widths.size());
     for (size_t i = 0; i < widths.size(); ++i) {
         if (out.rank().is_static()) out[out.rank().get_length() - 1] = ov::Dimension(widths[i]);
         set_output_type(i, m_output_levels ? ov::element::u8 : ov::element::f32, out);
+    }
+    if (panel_out()) {  // one output (checked above): the consumer's panel of this op's M tokens
+        ov::Dimension tokens = ov::Dimension::dynamic();
+        if (out.rank().is_static()) {
+            int64_t M = 1;
+            for (int64_t d = 0; d + 1 < out.rank().get_length() && M >= 0; ++d)
+                M = out[d].is_static() ? M * out[d].get_length() : -1;
+            if (M >= 0) tokens = ov::Dimension(panel_tokens(M));
+        }
+        set_output_type(0, ov::element::u8, ov::PartialShape{tokens, 4 * ((m_out_features + 3) / 4)});
     }
     // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
     // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
@@ -219,7 +246,7 @@ void SparseFullyConnected::validate_and_infer_types() {
 std::shared_ptr<ov::Node> SparseFullyConnected::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     // A clone packs its own copy: its constant inputs may differ from ours.
     return std::make_shared<SparseFullyConnected>(new_args, m_in_features, m_out_features, m_levels, m_activation,
-                                                  m_output_levels, m_input_u8, m_out_splits, m_linears);
+                                                  m_output_levels, m_input_u8, m_out_splits, m_linears, m_handoff);
 }
 
 bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -231,6 +258,7 @@ bool SparseFullyConnected::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("input_u8", m_input_u8);
     visitor.on_attribute("out_splits", m_out_splits);
     visitor.on_attribute("linears", m_linears);
+    visitor.on_attribute("handoff", m_handoff);
     return true;
 }
 
@@ -293,7 +321,7 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
             std::copy(post, post + N, p->post.begin());
         }
         if (m_output_levels) {
-            const float* of = inputs.back().data<const float>();
+            const float* of = inputs[N_INPUTS + (m_activation == "gelu_erf" ? 1 : 0)].data<const float>();
             const double oil = of[0], oih = of[1], olv = static_cast<double>(m_output_levels);
             OPENVINO_ASSERT(oih > oil, "SparseFullyConnected: out_fq input_high must exceed input_low");
             p->out_q.scale = static_cast<float>((olv - 1.0) / (oih - oil));
@@ -414,16 +442,22 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
 bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const Prepared& p = prepare(inputs);
     const ov::Tensor& x = inputs[X];
-    ov::Shape out_shape = x.get_shape();
-    OPENVINO_ASSERT(!out_shape.empty() && static_cast<int64_t>(out_shape.back()) == p.K,
+    // The tokens' shape [..., K]: input 0's, or with a panel input the producer's input's (`like`)
+    ov::Shape out_shape = panel_in() ? inputs.back().get_shape() : x.get_shape();
+    OPENVINO_ASSERT(!out_shape.empty() && (panel_in() || static_cast<int64_t>(out_shape.back()) == p.K),
                     "SparseFullyConnected: input 0 must end in ", p.K, ", got ", out_shape);
+    const int64_t M = static_cast<int64_t>(ov::shape_size(out_shape) / std::max<size_t>(out_shape.back(), 1));
     const size_t n_out = p.split_n.size();
     OPENVINO_ASSERT(outputs.size() == n_out, "SparseFullyConnected: expects ", n_out, " output tensors");
     for (size_t o = 0; o < n_out; ++o) {
         out_shape.back() = static_cast<size_t>(p.split_n[o]);
         outputs[o].set_shape(out_shape);
     }
-    const int64_t M = static_cast<int64_t>(x.get_size() / static_cast<size_t>(p.K));
+    const int64_t N = p.split_n[0], Nq = (N + 3) / 4;  // (a panel output is the op's only output)
+    if (panel_out()) outputs[0].set_shape({static_cast<size_t>(panel_tokens(M)), static_cast<size_t>(4 * Nq)});
+    if (panel_in())
+        OPENVINO_ASSERT(static_cast<int64_t>(x.get_size()) == panel_tokens(M) * 4 * p.Kq,
+                        "SparseFullyConnected: the panel input does not hold ", M, " tokens");
     if (M == 0) return true;
     // f32 or u8 on each side (the u8 hand-off, kernel.hpp); exactly one of xd / xu8 is set, and of
     // yd[o] / yu8 (u8 output only with one output)
@@ -442,11 +476,18 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
             const int64_t b = static_cast<int64_t>(c) * m_chunk;
             const int64_t e = std::min(M, b + m_chunk);
+            if (panel_in())
+                return;  // unpacked below, at once
             if (xu8)
                 std::copy(xu8 + b * K, xu8 + e * K, q.data() + b * K);
             else
                 generic_quantize(xd, K, b, e, p.qp, q.data());
         });
+        if (panel_in()) generic_panel_to_rows(xu8, M, K, q.data());
+        // A panel output is written row-major first, then rearranged (the portable path is the reference,
+        // not the fast one).
+        std::vector<uint8_t> rows_u8(panel_out() ? static_cast<size_t>(M * N) : 0);
+        if (panel_out()) yu8 = rows_u8.data();
         constexpr int64_t rows_per_task = 16;
         std::vector<std::array<int64_t, 3>> tasks;  // (output, first row, end row), within one output
         for (size_t o = 0; o < n_out; ++o)
@@ -460,36 +501,40 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
                          p.post.empty() ? nullptr : p.post.data(), out_q, q.data(), M, K, p.split_n[o],
                          p.split_row0[o], b, e, yd[o], yu8);
         });
+        if (panel_out()) generic_rows_to_panel(rows_u8.data(), M, N, outputs[0].data<uint8_t>());
         return true;
     }
 
     // VNNI path. Tokens in tiles of up to 128 (8 groups of 16); the quantised activations of all
     // tiles are packed once per call into the 64-byte aligned panel (kernel.hpp has the layout).
     const int64_t groups_total = (M + kTokenGroup - 1) / kTokenGroup;
-    const int64_t tile_groups = std::min(kMaxGroups, groups_total);
-    const int64_t tile_tokens = tile_groups * kTokenGroup;
-    const int64_t n_tiles = (M + tile_tokens - 1) / tile_tokens;
+    const int64_t tile_tokens = panel_tile_tokens(M);
+    const int64_t n_tiles = panel_tokens(M) / tile_tokens;
     const size_t tile_bytes = static_cast<size_t>(Kq * tile_tokens * 4);
     // The panel is per calling thread (the CPU plugin may run several streams through this op at once)
     // and grow-only: allocating it per call costs a page-mapping round trip once it passes malloc's
     // mmap threshold (128 KiB), i.e. for a few hundred tokens.
+    // A panel input is used where it lies when 64-byte aligned (the kernel's loads are aligned), else copied.
     thread_local AlignedBytes panel_buf;
     thread_local size_t panel_size = 0;
     const size_t need = tile_bytes * static_cast<size_t>(n_tiles);
-    if (panel_size < need) {
+    const bool in_place = panel_in() && reinterpret_cast<uintptr_t>(xu8) % 64 == 0;
+    if (!in_place && panel_size < need) {
         panel_buf = aligned_bytes(need);
         panel_size = need;
     }
-    uint8_t* const panel_ptr = panel_buf.get();
+    uint8_t* const own = panel_buf.get();  // the calling thread's (a worker's thread_local is another)
+    if (panel_in() && !in_place) std::memcpy(own, xu8, need);
+    const uint8_t* const panel_ptr = in_place ? xu8 : own;
     // Quantise and pack in chunks of whole 16-token groups (the last group is zero-padded).
     const int64_t g_chunk = std::max<int64_t>(1, (groups_total + threads - 1) / threads);
-    ov::parallel_for((groups_total + g_chunk - 1) / g_chunk, [&](size_t c) {
+    if (!panel_in()) ov::parallel_for((groups_total + g_chunk - 1) / g_chunk, [&](size_t c) {
         const int64_t b = static_cast<int64_t>(c) * g_chunk;
         const int64_t e = std::min(groups_total, b + g_chunk);
         if (xu8)
-            vnni_pack_u8(xu8, M, K, Kq, b, e, tile_tokens, panel_ptr);
+            vnni_pack_u8(xu8, M, K, Kq, b, e, tile_tokens, own);
         else
-            vnni_quantize(xd, M, K, Kq, b, e, tile_tokens, p.qp, panel_ptr);
+            vnni_quantize(xd, M, K, Kq, b, e, tile_tokens, p.qp, own);
     });
     PackedView view = p.view();
     view.out_q = out_q;
@@ -511,7 +556,8 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         const int64_t col0 = block.row0 - p.split_row0[block.out];  // the block's first column in its output
         float* f32 = yd[block.out];
         const BlockOut dst{block.row0, block.cols, p.split_n[block.out], f32 ? f32 + col0 : nullptr,
-                           yu8 ? yu8 + col0 : nullptr};
+                           yu8 ? yu8 + col0 : nullptr,
+                           panel_out() ? yu8 + t * Nq * tile_tokens * 4 : nullptr};
         vnni_row_block(view, rb, panel_ptr + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
                        acc, dst, stage);
     });

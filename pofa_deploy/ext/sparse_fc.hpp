@@ -12,8 +12,10 @@
 //   6  fq       f32 [4]        input_low, input_high, output_low, output_high of the activation
 //                              FakeQuantize (per tensor; asymmetric ranges are fine)
 //   7  post     f32 [N]        only with activation "gelu_erf": the per-channel factor after the GELU
-//   last out_fq f32 [4]        only with output_levels > 0: the FakeQuantize (input_low, input_high,
+//   next out_fq f32 [4]        only with output_levels > 0: the FakeQuantize (input_low, input_high,
 //                              output_low, output_high) of the op this one feeds, whose codes it writes
+//   last like   any [..., *]   only with input_u8 and handoff "panel": the producer's input, read for
+//                              its shape only (the panel input has lost the tokens' shape: see below)
 // Attributes: in_features (K), out_features (N), levels (of the FakeQuantize, 2..256), activation
 // ("none", the default, or "gelu_erf": the op also computes the Gelu(ERF) -> Multiply(post) that
 // followed the Linear, see kernel.hpp for why and how), output_levels (default 0: f32 output; > 0: u8
@@ -21,7 +23,10 @@
 // is f32; true: input 0 is u8 codes of this op's own FakeQuantize, written by a producer op),
 // out_splits (the widths of the op's outputs, summing to N; default [N], one output: see below),
 // linears (informational: the names of the Linears the outputs compute, ";"-separated, for the zero
-// check; the kernel does not read it).
+// check; the kernel does not read it), handoff (the layout of the u8 codes passed between two ops:
+// "rows", the default, [..., N] row-major; "panel", the consumer's packed layout, kernel.hpp: the
+// producer's output is then u8 [panel_tokens(M), 4 * ceil(N / 4)] and the consumer takes the extra
+// input `like` for its output's shape).
 // Several outputs: Linears that read the same FakeQuantize'd input (q, k and v of an attention layer)
 // are one op whose weight rows are theirs stacked, and output i is rows [sum of splits before i, + splits[i]).
 // Why: one quantisation and packing of the shared input instead of three, one pair of parallel regions,
@@ -64,7 +69,7 @@ public:
     SparseFullyConnected() = default;
     SparseFullyConnected(const ov::OutputVector& args, int64_t in_features, int64_t out_features, int64_t levels,
                          std::string activation = "none", int64_t output_levels = 0, bool input_u8 = false,
-                         std::vector<int64_t> out_splits = {}, std::string linears = "");
+                         std::vector<int64_t> out_splits = {}, std::string linears = "", std::string handoff = "rows");
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -77,6 +82,8 @@ private:
     static Path choose_path();
     const Prepared& prepare(const ov::TensorVector& inputs) const;
     std::vector<int64_t> splits() const;
+    bool panel_in() const { return m_input_u8 && m_handoff == "panel"; }
+    bool panel_out() const { return m_output_levels > 0 && m_handoff == "panel"; }
 
     int64_t m_in_features = 0;
     int64_t m_out_features = 0;
@@ -86,6 +93,7 @@ private:
     bool m_input_u8 = false;
     std::vector<int64_t> m_out_splits;  // empty: one output of out_features
     std::string m_linears;
+    std::string m_handoff = "rows";
     Path m_path = Path::Generic;
     // Packed weights, built once by the first evaluate. The CPU plugin may call evaluate from several
     // streams at once on the same node, hence call_once; evaluate itself keeps no other mutable state.
