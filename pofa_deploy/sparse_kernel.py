@@ -315,19 +315,16 @@ def op_class() -> type:
         def validate_and_infer_types(self) -> None:
             # the tokens' shape: input 0's, or with a panel input the producer's input's (the last input)
             shape = self.get_input_partial_shape(self.get_input_size() - 1 if _panel_in(self._attrs) else 0)
+            dims = [shape[d] for d in range(shape.rank.get_length())] if shape.rank.is_static else None
             u8 = int(self._attrs.get("output_levels", 0)) > 0
             for i, width in enumerate(out_widths(self._attrs)):
-                out = shape
-                if shape.rank.is_static:
-                    dims = [shape[d] for d in range(shape.rank.get_length())]
-                    dims[-1] = ov.Dimension(int(width))
-                    out = ov.PartialShape(dims)
-                    if u8 and self._attrs.get("handoff") == "panel":
-                        known = all(d.is_static for d in dims[:-1])
-                        tokens = int(np.prod([d.get_length() for d in dims[:-1]])) if known else -1
-                        out = ov.PartialShape([panel_tokens(tokens) if known else -1, 4 * (-(-int(width) // 4))])
-                elif u8 and self._attrs.get("handoff") == "panel":
-                    out = ov.PartialShape([-1, 4 * (-(-int(width) // 4))])
+                if u8 and self._attrs.get("handoff") == "panel":  # [panel tokens, whole K-quads]
+                    tokens = -1
+                    if dims is not None and all(d.is_static for d in dims[:-1]):
+                        tokens = panel_tokens(int(np.prod([d.get_length() for d in dims[:-1]])))
+                    out = ov.PartialShape([tokens, 4 * (-(-int(width) // 4))])
+                else:
+                    out = shape if dims is None else ov.PartialShape([*dims[:-1], ov.Dimension(int(width))])
                 self.set_output_type(i, ov.Type.u8 if u8 else ov.Type.f32, out)
 
         def clone_with_new_inputs(self, new_inputs: list[Any]) -> Any:
@@ -451,7 +448,7 @@ def rewrite(model: Any, *, threshold: float = DEFAULT_THRESHOLD, fuse_gelu: bool
                                   "activation": "gelu_erf" if act else "none",
                                   "u8_output_to": feeds[id(q)].name if id(q) in feeds else None,
                                   "u8_input": id(q) in fed, "op": group[0].name, "op_output": i,
-                                  "handoff": "panel" if panel and (id(q) in feeds or id(q) in fed) else "rows"})
+                                  "handoff": node.get_attributes()["handoff"]})
     clone.validate_nodes_and_infer_types()
     return result
 

@@ -216,10 +216,11 @@ void SparseFullyConnected::validate_and_infer_types() {
         NODE_VALIDATION_CHECK(this, panel_in() || out[out.rank().get_length() - 1].compatible(m_in_features),
                               "input 0 must end in ", m_in_features, ", got ", out);
     }
-    if (panel_in())
-        NODE_VALIDATION_CHECK(this, get_input_partial_shape(X).compatible(ov::PartialShape{-1, 4 * ((m_in_features + 3) / 4)}),
-                              "input 0 (a panel) must be [tokens, ", 4 * ((m_in_features + 3) / 4), "], got ",
-                              get_input_partial_shape(X));
+    if (panel_in()) {
+        const int64_t width = 4 * ((m_in_features + 3) / 4);  // whole K-quads
+        NODE_VALIDATION_CHECK(this, get_input_partial_shape(X).compatible(ov::PartialShape{-1, width}),
+                              "input 0 (a panel) must be [tokens, ", width, "], got ", get_input_partial_shape(X));
+    }
     set_output_size(widths.size());
     for (size_t i = 0; i < widths.size(); ++i) {
         if (out.rank().is_static()) out[out.rank().get_length() - 1] = ov::Dimension(widths[i]);
@@ -442,9 +443,10 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
 bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const Prepared& p = prepare(inputs);
     const ov::Tensor& x = inputs[X];
+    const bool pin = panel_in(), pout = panel_out();
     // The tokens' shape [..., K]: input 0's, or with a panel input the producer's input's (`like`)
-    ov::Shape out_shape = panel_in() ? inputs.back().get_shape() : x.get_shape();
-    OPENVINO_ASSERT(!out_shape.empty() && (panel_in() || static_cast<int64_t>(out_shape.back()) == p.K),
+    ov::Shape out_shape = pin ? inputs.back().get_shape() : x.get_shape();
+    OPENVINO_ASSERT(!out_shape.empty() && (pin || static_cast<int64_t>(out_shape.back()) == p.K),
                     "SparseFullyConnected: input 0 must end in ", p.K, ", got ", out_shape);
     const int64_t M = static_cast<int64_t>(ov::shape_size(out_shape) / std::max<size_t>(out_shape.back(), 1));
     const size_t n_out = p.split_n.size();
@@ -454,8 +456,8 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         outputs[o].set_shape(out_shape);
     }
     const int64_t N = p.split_n[0], Nq = (N + 3) / 4;  // (a panel output is the op's only output)
-    if (panel_out()) outputs[0].set_shape({static_cast<size_t>(panel_tokens(M)), static_cast<size_t>(4 * Nq)});
-    if (panel_in())
+    if (pout) outputs[0].set_shape({static_cast<size_t>(panel_tokens(M)), static_cast<size_t>(4 * Nq)});
+    if (pin)
         OPENVINO_ASSERT(static_cast<int64_t>(x.get_size()) == panel_tokens(M) * 4 * p.Kq,
                         "SparseFullyConnected: the panel input does not hold ", M, " tokens");
     if (M == 0) return true;
@@ -473,21 +475,21 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     if (m_path == Path::Generic) {
         std::vector<uint8_t> q(static_cast<size_t>(M * K));
         const int64_t m_chunk = std::max<int64_t>(1, (M + threads - 1) / threads);
-        ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
-            const int64_t b = static_cast<int64_t>(c) * m_chunk;
-            const int64_t e = std::min(M, b + m_chunk);
-            if (panel_in())
-                return;  // unpacked below, at once
-            if (xu8)
-                std::copy(xu8 + b * K, xu8 + e * K, q.data() + b * K);
-            else
-                generic_quantize(xd, K, b, e, p.qp, q.data());
-        });
-        if (panel_in()) generic_panel_to_rows(xu8, M, K, q.data());
-        // A panel output is written row-major first, then rearranged (the portable path is the reference,
-        // not the fast one).
-        std::vector<uint8_t> rows_u8(panel_out() ? static_cast<size_t>(M * N) : 0);
-        if (panel_out()) yu8 = rows_u8.data();
+        // A panel is read (and a panel output written) through row-major codes: the portable path is the
+        // reference, not the fast one.
+        if (pin)
+            generic_panel_to_rows(xu8, M, K, q.data());
+        else
+            ov::parallel_for((M + m_chunk - 1) / m_chunk, [&](size_t c) {
+                const int64_t b = static_cast<int64_t>(c) * m_chunk;
+                const int64_t e = std::min(M, b + m_chunk);
+                if (xu8)
+                    std::copy(xu8 + b * K, xu8 + e * K, q.data() + b * K);
+                else
+                    generic_quantize(xd, K, b, e, p.qp, q.data());
+            });
+        std::vector<uint8_t> rows_u8(pout ? static_cast<size_t>(M * N) : 0);
+        if (pout) yu8 = rows_u8.data();
         constexpr int64_t rows_per_task = 16;
         std::vector<std::array<int64_t, 3>> tasks;  // (output, first row, end row), within one output
         for (size_t o = 0; o < n_out; ++o)
@@ -501,7 +503,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
                          p.post.empty() ? nullptr : p.post.data(), out_q, q.data(), M, K, p.split_n[o],
                          p.split_row0[o], b, e, yd[o], yu8);
         });
-        if (panel_out()) generic_rows_to_panel(rows_u8.data(), M, N, outputs[0].data<uint8_t>());
+        if (pout) generic_rows_to_panel(rows_u8.data(), M, N, outputs[0].data<uint8_t>());
         return true;
     }
 
@@ -513,22 +515,22 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     const size_t tile_bytes = static_cast<size_t>(Kq * tile_tokens * 4);
     // The panel is per calling thread (the CPU plugin may run several streams through this op at once)
     // and grow-only: allocating it per call costs a page-mapping round trip once it passes malloc's
-    // mmap threshold (128 KiB), i.e. for a few hundred tokens.
-    // A panel input is used where it lies when 64-byte aligned (the kernel's loads are aligned), else copied.
+    // mmap threshold (128 KiB), i.e. for a few hundred tokens. A panel input is used where it lies when
+    // 64-byte aligned (the kernel's loads are aligned), else copied.
     thread_local AlignedBytes panel_buf;
     thread_local size_t panel_size = 0;
     const size_t need = tile_bytes * static_cast<size_t>(n_tiles);
-    const bool in_place = panel_in() && reinterpret_cast<uintptr_t>(xu8) % 64 == 0;
+    const bool in_place = pin && reinterpret_cast<uintptr_t>(xu8) % 64 == 0;
     if (!in_place && panel_size < need) {
         panel_buf = aligned_bytes(need);
         panel_size = need;
     }
     uint8_t* const own = panel_buf.get();  // the calling thread's (a worker's thread_local is another)
-    if (panel_in() && !in_place) std::memcpy(own, xu8, need);
+    if (pin && !in_place) std::memcpy(own, xu8, need);
     const uint8_t* const panel_ptr = in_place ? xu8 : own;
     // Quantise and pack in chunks of whole 16-token groups (the last group is zero-padded).
     const int64_t g_chunk = std::max<int64_t>(1, (groups_total + threads - 1) / threads);
-    if (!panel_in()) ov::parallel_for((groups_total + g_chunk - 1) / g_chunk, [&](size_t c) {
+    if (!pin) ov::parallel_for((groups_total + g_chunk - 1) / g_chunk, [&](size_t c) {
         const int64_t b = static_cast<int64_t>(c) * g_chunk;
         const int64_t e = std::min(groups_total, b + g_chunk);
         if (xu8)
@@ -557,7 +559,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         float* f32 = yd[block.out];
         const BlockOut dst{block.row0, block.cols, p.split_n[block.out], f32 ? f32 + col0 : nullptr,
                            yu8 ? yu8 + col0 : nullptr,
-                           panel_out() ? yu8 + t * Nq * tile_tokens * 4 : nullptr};
+                           pout ? yu8 + t * Nq * tile_tokens * 4 : nullptr};
         vnni_row_block(view, rb, panel_ptr + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
                        acc, dst, stage);
     });
