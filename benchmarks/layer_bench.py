@@ -13,9 +13,10 @@ dense/sparse of median latencies, and the report gives the median ratio with its
 before openvino is loaded, so the script re-executes itself in a child with ONEDNN_MAX_CPU_ISA set.
 
 Also reported per case (the instructions-per-useful-MAC reasoning): the vpdpbusd instructions the
-sparse kernel issues (nonzero K-quads x 16-token groups), the useful MACs (nonzeros x tokens), the
-share of vpdpbusd lanes doing useful work, and the vpdpbusd count a dense VNNI kernel needs
-(M x K x N / 64), whose ratio bounds what the sparse kernel can gain at equal instruction throughput.
+sparse kernel issues (its records, each two nonempty K-pairs of a row, x 16-token vectors), the useful
+MACs (nonzeros x tokens), the share of vpdpbusd lanes doing useful work, the vpdpbusd count a dense
+VNNI kernel needs (M x K x N / 64), whose ratio bounds what the sparse kernel can gain at equal
+instruction throughput, and the loads and interleaves each vpdpbusd needs besides.
 
     .venv/bin/python benchmarks/layer_bench.py --isa avx512_vnni -o layer_bench.json
     .venv/bin/python benchmarks/layer_bench.py --smoke        # seconds: checks the script, not the CPU
@@ -81,48 +82,70 @@ def make_layer(k: int, n: int, sparsity: float, seed: int) -> tuple[Any, np.ndar
     return ov.Model([quantised_linear(x, codes, scale, bias).output(0)], [x], "layer"), codes
 
 
-def paired_quads(quads: np.ndarray, block: int = 128) -> int:
-    """Quads shared by the rows the kernel pairs (same greedy rule as ext/sparse_fc.cpp, per block of
-    128 rows): each is loaded once for two rows."""
-    shared = 0
-    for b in range(0, quads.shape[0], block):
-        q = quads[b:b + block].astype(np.float32)
-        overlap = q @ q.T
-        used = np.zeros(len(q), dtype=bool)
-        for i in sorted(range(len(q)), key=lambda r: -int(q[r].sum())):  # stable, most quads first
-            if used[i]:
-                continue
-            used[i] = True
-            free = np.flatnonzero(~used)
-            if free.size == 0:
-                break
-            j = int(free[np.argmax(overlap[i, free])])
-            used[j] = True
-            shared += int(overlap[i, j])
-    return shared
+def row_pairs(used: np.ndarray) -> list[tuple[int, int]]:
+    """The kernel's row pairs within one block of rows (same greedy rule as ext/sparse_fc.cpp's
+    pair_rows): the row with the most nonempty K-pairs first, with the free row sharing the most."""
+    q = used.astype(np.float32)
+    overlap = q @ q.T
+    taken = np.zeros(len(q), dtype=bool)
+    pairs = []
+    for i in sorted(range(len(q)), key=lambda r: -int(q[r].sum())):  # stable, most pairs first
+        if taken[i]:
+            continue
+        taken[i] = True
+        free = np.flatnonzero(~taken)
+        if free.size == 0:
+            break
+        j = int(free[np.argmax(overlap[i, free])])
+        taken[j] = True
+        pairs.append((i, j))
+    return pairs
+
+
+def record_counts(codes: np.ndarray, row_block: int = 128, kp_block: int = 128) -> tuple[int, int]:
+    """(shared records, own records) as ext/sparse_fc.cpp's pack_records builds them: per row pair and
+    K block, two K-pairs both rows use make one shared record (an odd one goes to both rows' own
+    lists), and each row's own K-pairs go two per record."""
+    n, k = codes.shape
+    kp = (k + 1) // 2
+    blocks = -(-kp // kp_block)
+    padded = np.zeros((n, blocks * kp_block * 2), dtype=bool)
+    padded[:, :k] = codes != 0
+    used = np.asarray(padded.reshape(n, blocks * kp_block, 2).any(-1))
+    shared = own = 0
+    for b in range(0, n, row_block):
+        u = np.zeros((row_block, used.shape[1]), dtype=bool)  # a short last block: empty padding rows
+        u[:min(row_block, n - b)] = used[b:b + row_block]
+        for i, j in row_pairs(u):
+            both = (u[i] & u[j]).reshape(blocks, kp_block).sum(-1)
+            a_own = u[i].reshape(blocks, kp_block).sum(-1) - both
+            b_own = u[j].reshape(blocks, kp_block).sum(-1) - both
+            odd = both % 2
+            shared += int((both // 2).sum())
+            own += int((-(-(a_own + odd) // 2)).sum() + (-(-(b_own + odd) // 2)).sum())
+    return shared, own
 
 
 def instruction_counts(codes: np.ndarray, m: int) -> dict[str, Any]:
-    """vpdpbusd issued by the sparse kernel (one per nonzero quad per 16 tokens) against the useful MACs
-    and against a dense VNNI kernel, and the 64-byte activation loads per vpdpbusd (the loop's bound
-    on the CPUs measured so far): a quad shared by a row pair is loaded once for both rows."""
+    """vpdpbusd issued by the sparse kernel against the useful MACs and against a dense VNNI kernel, and
+    per vpdpbusd the 64-byte activation loads and the word interleaves (vpunpck*wd) it needs. A record
+    (two K-pairs of a row) costs, per 32-token chunk, two loads, two interleaves and two vpdpbusd (one
+    per 16-token half; a tile of at most 16 tokens: two loads, one interleave, one vpdpbusd); a shared
+    record feeds both rows of a pair from the same loads and interleaves."""
     n, k = codes.shape
-    kq = (k + 3) // 4
-    padded = np.zeros((n, kq * 4), dtype=bool)
-    padded[:, :k] = codes != 0
-    quads = np.asarray(padded.reshape(n, kq, 4).any(-1))
-    n_quads = int(quads.sum())
     nonzeros = int(np.count_nonzero(codes))
-    groups = (m + 15) // 16
-    issued = n_quads * groups
+    shared, own = record_counts(codes)
+    halves = 1 if m <= 16 else 2 * -(-m // 32)  # 16-token vectors per record and row
+    issued = (2 * shared + own) * halves
+    interleaves = (shared + own) * halves
+    loads = (shared + own) * (2 if m <= 16 else halves)
     dense = m * k * n / 64
-    shared = paired_quads(quads)
-    loads = (n_quads - shared) * groups
-    return {"nonzeros": nonzeros, "nonzero_quads": n_quads, "quads_per_nonzero": round(n_quads / max(nonzeros, 1), 4),
+    return {"nonzeros": nonzeros, "records_shared": shared, "records_own": own,
+            "nonzeros_per_row_record": round(nonzeros / max(2 * shared + own, 1), 4),
             "vpdpbusd_sparse": issued, "vpdpbusd_dense": int(dense),
             "useful_lane_share_sparse": round(nonzeros * m / max(issued * 64, 1), 4),
             "instruction_bound_speedup": round(dense / max(issued, 1), 3),
-            "quads_shared_by_row_pairs": shared,
+            "interleaves_per_vpdpbusd": round(interleaves / max(issued, 1), 3),
             "activation_loads_per_vpdpbusd": round(loads / max(issued, 1), 3)}
 
 
@@ -240,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['sparse_ms']:8.3f} ms  speedup {r['speedup_median']:.2f}x "
                       f"[{r['speedup_p10']:.2f}, {r['speedup_p90']:.2f}]  lanes useful "
                       f"{r['useful_lane_share_sparse']:.2f}  bound {r['instruction_bound_speedup']:.2f}x  "
-                      f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}", flush=True)
+                      f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}  "
+                      f"interleaves/vpdpbusd {r['interleaves_per_vpdpbusd']:.2f}", flush=True)
                 if r["max_rel_diff_vs_dense"] > 1e-3:
                     print(f"  warning: outputs differ from dense by {r['max_rel_diff_vs_dense']:.2e} (relative)")
     report = {**ab.report_header(args), "kernel": args.kernel, "shape": "dynamic" if args.dynamic else "static",

@@ -257,11 +257,12 @@ def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handof
 def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path, gelu):
     """An op writing its consumer's u8 codes, row-major or already packed (panel), gives exactly the
     floats of the same two ops passing f32 (odd widths: the u8 rows end in masked stores, the panel's
-    last quad has 2 padding rows; token counts that leave partial 16-token groups, several tiles)."""
+    last K-pair has a padding row; token counts that leave partial 16-token groups and 32-token chunks,
+    several tiles)."""
     monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
     out = {}
     for handoff in (None, "rows", "panel"):
-        model = _chain(np.random.default_rng(21), 75, 70, 33, gelu, handoff)
+        model = _chain(np.random.default_rng(21), 75, 69, 33, gelu, handoff)
         (tmp_path / str(handoff)).mkdir()
         out[handoff] = _roundtrip(model, ext_lib, tmp_path / str(handoff), 2)
     x_rng = np.random.default_rng(4)
@@ -320,14 +321,14 @@ def test_panel_input_shape_is_checked(ext_lib, tmp_path):
     import openvino as ov
     import openvino.opset13 as ops
 
-    model = _chain(np.random.default_rng(5), 32, 18, 8, False, "panel")  # 18 rows: the panel is 20 wide
+    model = _chain(np.random.default_rng(5), 32, 17, 8, False, "panel")  # 17 rows: the panel is 18 wide
     b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
-    codes = ops.parameter([-1, 18], ov.Type.u8, name="codes")
+    codes = ops.parameter([-1, 17], ov.Type.u8, name="codes")
     bad = sk.op_class()([codes.output(0), *(b.input_value(i) for i in range(1, b.get_input_size()))],
                         b.get_attributes())
     xml = tmp_path / "bad.xml"
     ov.save_model(ov.Model([bad.output(0)], [codes, *model.get_parameters()]), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 20\]"):
+    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 18\]"):
         _core(ext_lib).read_model(str(xml))
 
 
@@ -427,7 +428,7 @@ def test_only_the_vnni_translation_unit_has_avx512_code(ext_lib):
         elif "zmm" in line or "{1to" in line or "%k1" in line:
             offenders.add(function)
     allowed = ("pofa::vnni_quantize", "pofa::vnni_store", "pofa::vnni_accumulate", "pofa::vnni_row_block",
-               "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::row_quads<",
+               "pofa::(anonymous namespace)::accumulate<", "pofa::(anonymous namespace)::records<",
                "pofa::(anonymous namespace)::gelu16", "pofa::vnni_pack_u8", "pofa::(anonymous namespace)::pack_panel<",
                "pofa::(anonymous namespace)::quantize16")
     assert offenders and all(any(a in f for a in allowed) for f in offenders), sorted(offenders)

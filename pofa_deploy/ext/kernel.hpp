@@ -14,13 +14,29 @@
 
 namespace pofa {
 
-// One group of four consecutive K positions of a weight row ("K-quad") that holds at least one
-// nonzero. vpdpbusd multiplies 4 u8 activations by 4 i8 weights and adds the products to one int32
-// lane, so a quad is the natural unit: its 4 weights are broadcast to all 16 lanes and multiplied with
-// 16 tokens' 4 activations each.
-struct Quad {
-    int32_t kq;  // quad index along K: weights of K positions 4*kq .. 4*kq+3
-    int32_t w4;  // the 4 i8 weights, little-endian (byte j is K position 4*kq+j)
+// Why K-pairs, not K-quads: vpdpbusd multiplies 4 u8 activations by 4 i8 weights per int32 lane. With
+// 16 tokens' activations of 4 *consecutive* K positions per lane (an aligned "K-quad"), a quad used by
+// a row at 90% unstructured zeros holds only 1.16 nonzeros on average: 71% of the multiplies are by
+// zero. Two *arbitrary* nonempty K-pairs of the row (a pair holds 1.05 nonzeros) fill a lane with 2.06
+// nonzeros on average, so 44% fewer vpdpbusd. The activations are packed per K-pair (2 bytes per
+// token), and the kernel builds each lane's 4 bytes from the row's two pairs with one word interleave
+// (vpunpcklwd / vpunpckhwd of the two pairs' 64-byte chunks: 32 tokens -> two vectors of 16 tokens).
+// Measured on a 2-core AVX-512 EPYC (Zen 5): a standalone single-thread loop over one 768 x 3072 layer
+// at 128 tokens, 1.25x less time than aligned quads (pairs run ~3.4 vpdpbusd/ns against ~4.8 for
+// quads: there the interleave competes with vpdpbusd for execution ports); in the op, with row pairs
+// sharing loads in both designs, 1.12x single thread (benchmarks/README.md, "Session 9").
+//
+// One record of a row: K-pairs p1 and p2 (K positions 2p1, 2p1+1 and 2p2, 2p2+1) and their 4 i8 weights,
+// little-endian in that order. A row with an odd number of own nonempty pairs in a K block ends with a
+// record whose p2 = p1 and whose two upper weights are zero.
+struct PairRecord {
+    int32_t p1, p2;
+    int32_t w4;
+};
+// The same for two rows that both use K-pairs p1 and p2: one interleave feeds both rows' vpdpbusd.
+struct SharedRecord {
+    int32_t p1, p2;
+    int32_t w4a, w4b;
 };
 
 // Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
@@ -35,23 +51,22 @@ struct QuantParams {
 //
 // Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); a block holds
 // consecutive weight rows of one output (with several outputs, see out_splits in sparse_fc.hpp, each
-// output's rows start a new block, so the last block of each may be short); K is split
-// in blocks of kq_block quads so that the activation panel slice of one K block stays in L1 while
-// every row of a row block walks over it. The row's int32 sums live in registers within a K block and
-// in a per-thread scratch between K blocks.
+// output's rows start a new block, so the last block of each may be short); K is split in blocks of
+// kp_block pairs so that the activation panel slice of one K block stays in L1 while every row of a row
+// block walks over it. A row's int32 sums live in registers within a K block and in a per-thread
+// scratch ([slot][token]) between K blocks.
 //
-// Row pairs: the loop is bound by loads (one 64-byte activation load per vpdpbusd), so the rows of a
-// block are paired (greedily, by how many nonzero quads they share) and a quad both rows use is loaded
-// once and multiplied with both rows' weights. Per (row block rb, K block kb, pair p), with
-// s = (rb * n_kblocks + kb) * kPairs + p:
-//   shared quads: shared[3 * i + {0, 1, 2}] = (kq, w4 of row A, w4 of row B), i in [seg_shared[s], seg_shared[s+1])
-//   row A only:   single[2 * i + {0, 1}] = (kq, w4), i in [seg_single[2s], seg_single[2s+1])
-//   row B only:   the same, i in [seg_single[2s+1], seg_single[2s+2])
-// Rows A and B of pair p keep their sums in slots 2p and 2p+1 of the row block's scratch; row_slot
+// Row pairs: the rows of a block are paired (greedily, by how many nonempty K-pairs they share), and
+// two K-pairs both rows use make one SharedRecord: its two loads and its interleave feed both rows.
+// Per (row block rb, K block kb, row pair q), with s = (rb * n_kblocks + kb) * kRowPairs + q:
+//   shared:     shared[seg_shared[s] .. seg_shared[s + 1])
+//   row A only: single[seg_single[2s] .. seg_single[2s + 1])
+//   row B only: single[seg_single[2s + 1] .. seg_single[2s + 2])
+// Rows A and B of pair q keep their sums in slots 2q and 2q + 1 of the row block's scratch; row_slot
 // maps a row back to its slot for the epilogue. One sequential stream per row block, no searching.
 struct PackedView {
-    const int32_t* shared;
-    const int32_t* single;
+    const SharedRecord* shared;
+    const PairRecord* single;
     const uint32_t* seg_shared;
     const uint32_t* seg_single;
     const int32_t* row_slot;  // per row position (rb * kRowBlock + r): its slot in its row block
@@ -64,10 +79,11 @@ struct PackedView {
 };
 
 constexpr int64_t kRowBlock = 128;  // rows per block (multiple of 16: the epilogue transposes 16 x 16 blocks)
-constexpr int64_t kPairs = kRowBlock / 2;
+constexpr int64_t kRowPairs = kRowBlock / 2;
 constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 staged tokens use different L1 sets
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
-constexpr int64_t kMaxGroups = 8;   // token groups per tile: 8 x 16 = 128 tokens, 8 accumulators per row
+constexpr int64_t kChunk = 32;      // tokens per 64-byte chunk of one K-pair in the panel
+constexpr int64_t kMaxChunks = 4;   // chunks per tile: 4 x 32 = 128 tokens, 8 accumulators per row
 
 // Fused GELU (activation "gelu_erf"): y = gelu(alpha * sum + beta) * post[n], where post is the per-
 // channel Multiply that follows the Gelu in NNCF's graph (its smooth-quant scale, or ones). Why fuse:
@@ -111,32 +127,42 @@ static_assert(sizeof(kErf[0]) / sizeof(float) == 16 && kZEnd * kPerUnit == 16.0f
 // f32 activations through memory is what slows down when the machine's memory is contended
 // (benchmarks/README.md, "Where the slow mode goes"); OpenVINO's own FullyConnected nodes pass u8/i8.
 
-// Panel layout for tokens: tile t (tile_tokens tokens each), then K-quad kq, then token, then the 4
-// bytes of the quad: panel[((t * Kq + kq) * tile_tokens + m) * 4 + j]. A 16-token group of one quad is
-// one aligned 64-byte load. M tokens run in tiles of up to kMaxGroups * 16 tokens; a short M in one
-// tile of whole 16-token groups (the last group padded). Static (internal linkage), like everything
-// here that both kernels' translation units use (see the top of this file for why).
+// Panel layout for tokens: tile t (tile_tokens tokens each, a multiple of kChunk), then K-pair p, then
+// 32-token chunk, then the token's place in its chunk, then the pair's 2 bytes:
+// panel[((t * Kp + p) * tile_tokens + chunk_start + chunk_place(m % 32)) * 2 + k % 2]. One chunk of one
+// pair is one aligned 64-byte load. Within a chunk the tokens are placed so that the word interleave of
+// two pairs' chunks gives tokens 0-15 (vpunpcklwd) and 16-31 (vpunpckhwd) in order: both interleave
+// within 128-bit lanes, lane L taking words 0-3 (lo) or 4-7 (hi) of each source, so token 4L + j of the
+// first half sits at word 8L + j and token 16 + 4L + j at word 8L + 4 + j. M tokens run in tiles of up
+// to kMaxChunks chunks; a short M in one tile of whole chunks (the last one padded). Static (internal
+// linkage), like everything here that both kernels' translation units use (see the top of this file).
 static inline int64_t panel_tile_tokens(int64_t M) {
-    const int64_t groups = (M + kTokenGroup - 1) / kTokenGroup;
-    return (groups < kMaxGroups ? groups : kMaxGroups) * kTokenGroup;
+    const int64_t chunks = (M + kChunk - 1) / kChunk;
+    return (chunks < kMaxChunks ? chunks : kMaxChunks) * kChunk;
 }
 // Tokens in the panel, padding included: n_tiles * tile_tokens.
 static inline int64_t panel_tokens(int64_t M) {
     const int64_t tt = panel_tile_tokens(M);
     return tt == 0 ? 0 : (M + tt - 1) / tt * tt;
 }
-// Byte offset of token m, K position k in the panel of M tokens and Kq quads.
-static inline int64_t panel_offset(int64_t m, int64_t k, int64_t Kq, int64_t tile_tokens) {
-    return ((m / tile_tokens * Kq + k / 4) * tile_tokens + m % tile_tokens) * 4 + k % 4;
+// Where token u (0 <= u < 32) of a chunk sits in it, in 2-byte words (see above).
+static inline int64_t chunk_place(int64_t u) {
+    return 8 * (u % 16 / 4) + 4 * (u / 16) + u % 4;
+}
+// Byte offset of token m, K position k in the panel of M tokens and Kp pairs.
+static inline int64_t panel_offset(int64_t m, int64_t k, int64_t Kp, int64_t tile_tokens) {
+    const int64_t mt = m % tile_tokens;
+    return ((m / tile_tokens * Kp + k / 2) * tile_tokens + mt / kChunk * kChunk + chunk_place(mt % kChunk)) * 2 + k % 2;
 }
 
 // Panel hand-off (attribute handoff "panel" on both ops of a u8 hand-off): the producer writes its u8
-// codes straight into the consumer's panel layout, as a tensor of panel_tokens(M) x 4 * ceil(N / 4)
+// codes straight into the consumer's panel layout, as a tensor of panel_tokens(M) x 2 * ceil(N / 2)
 // bytes, and the consumer runs on it without packing. Why: the producer's sums are per row across 16
-// tokens (the vpdpbusd lanes), so 4 consecutive rows are one panel quad for 16 tokens: a few shifts
-// and one 64-byte store, instead of the [token][row] transpose the row-major output needs; and the
-// consumer's packing pass (a read and a write of its whole input) is gone. Padding (the tokens past M
-// in the last group, the rows past N in the last quad) holds codes that only ever meet zero weights or
+// tokens (the vpdpbusd lanes), so 2 consecutive rows are one panel pair: for 32 tokens a shift, an or
+// and one pack (vpackusdw, the inverse of the consumer's interleave) per 64-byte store, instead of the
+// [token][row] transpose the row-major output needs; and the consumer's packing pass (a read and a
+// write of its whole input) is gone. Padding (the tokens past M in the last chunk, the row past an odd
+// N in the last pair) holds codes that only ever meet zero weights or
 // are never stored, as with the packed input.
 
 // --- Portable kernel (kernel_generic.cpp): any CPU, straight from the CSR form of the IR ---
@@ -151,7 +177,7 @@ void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowp
                   const float* beta, const float* post, const QuantParams* out_q, const uint8_t* q, int64_t M,
                   int64_t K, int64_t out_stride, int64_t out_row0, int64_t n_begin, int64_t n_end, float* out,
                   uint8_t* out_u8);
-// The panel hand-off on the portable path: u8 codes [M, N] row-major (N = 4 * Kq or less) to the panel
+// The panel hand-off on the portable path: u8 codes [M, N] row-major to the panel
 // layout of M tokens, and back (the padding is written as zeros, read never).
 void generic_rows_to_panel(const uint8_t* rows, int64_t M, int64_t N, uint8_t* panel);
 void generic_panel_to_rows(const uint8_t* panel, int64_t M, int64_t N, uint8_t* rows);
@@ -162,12 +188,12 @@ float generic_gelu(float x);
 bool vnni_supported();
 
 // --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
-// Quantise the 16-token groups [g_begin, g_end) of x ([M, K] row-major) into the panel; tokens past
-// M (in the last group) are written as zeros.
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+// Quantise the 32-token chunks [c_begin, c_end) of x ([M, K] row-major) into the panel of Kp = ceil(K / 2)
+// pairs; tokens past M (in the last chunk) are written as zeros.
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
                    int64_t tile_tokens, const QuantParams& qp, uint8_t* panel);
 // The same packing for input that is already u8 codes ([M, K] row-major, from a producer op's u8 output).
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
                   int64_t tile_tokens, uint8_t* panel);
 // Where one row block's results go: weight rows row0 .. row0 + cols - 1 become columns 0 .. cols - 1 of
 // f32 (or of u8, codes, when PackedView::out_q is set), whose tokens are `stride` elements apart. The
@@ -181,7 +207,9 @@ struct BlockOut {
     uint8_t* panel;
 };
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
-// 64-byte aligned scratch) and write the tile's `tokens` valid tokens, starting at token m0, to dst.
+// 64-byte aligned scratch; the sums of whole 32-token chunks, padding tokens included, except in a
+// tile of one 16-token group) and write
+// the tile's `tokens` valid tokens (in `groups` 16-token groups), starting at token m0, to dst.
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                     int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage);

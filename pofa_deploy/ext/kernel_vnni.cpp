@@ -2,17 +2,18 @@
 // -mavx512vl -mavx512vnni (see CMakeLists.txt) and called only after vnni_supported() said yes, so the
 // library still loads and runs (on the portable path) on CPUs without these instructions.
 //
-// Design (vectorise over tokens, not over K): for each weight row, walk the row's nonzero K-quads;
-// broadcast the quad's 4 i8 weights to 16 lanes and vpdpbusd them against the 4 u8 activations of 16
-// tokens, read as one aligned 64-byte load from the token-packed panel. A row keeps up to 8 such
-// accumulators (128 tokens) in registers, so one quad costs one broadcast + G loads + G vpdpbusd and
-// every lane of every vpdpbusd does useful work for the tokens (only the weight side is sparse: at 90%
-// unstructured zeros a used quad holds ~1.3 nonzeros, so ~1/3 of the MACs multiply a zero weight).
-// Rows run in pairs so that a quad both rows use costs one set of activation loads (kernel.hpp).
+// Design (vectorise over tokens, not over K): for each weight row, walk the row's records, each two
+// nonempty K-pairs (kernel.hpp: why pairs); broadcast the record's 4 i8 weights to 16 lanes, interleave
+// the two pairs' activations for 32 tokens (two aligned 64-byte loads, vpunpcklwd + vpunpckhwd) and
+// vpdpbusd the weights against both halves. A row keeps up to 8 accumulators (128 tokens) in
+// registers, so a record costs one broadcast + 2C loads + 2C interleaves + 2C vpdpbusd for C chunks of
+// 32 tokens.
 //
-// Measured on a 2-core AVX-512 VNNI EPYC (noisy, shared): the inner loop runs at ~5-6 vpdpbusd/ns per
-// core against ~8/ns for vpdpbusd without loads, i.e. it is bound by the activation loads, which is
-// why the pairing and the L1 blocking matter and more accumulators (partial sums) did not.
+// Rows run in pairs so that two K-pairs both rows use cost one set of loads and interleaves (kernel.hpp).
+//
+// Measured on a 2-core AVX-512 VNNI EPYC (Zen 5), single thread, standalone loop: aligned K-quads
+// (the previous design) ran at ~4.8 vpdpbusd/ns with 1.16 nonzeros per vpdpbusd, pairs at ~3.4/ns with
+// 2.06 (the interleaves share ports with vpdpbusd on that core): 1.19-1.25x less time.
 //
 // Nothing here includes a standard or OpenVINO header: see kernel.hpp for why.
 #include <immintrin.h>
@@ -59,45 +60,58 @@ namespace {
 // The panel packing of vnni_quantize and vnni_pack_u8: 16 u8 codes per token and 16-K chunk come from
 // code(token, k, mask) (quantised floats, or a load of codes a producer op already wrote).
 template <class Codes>
-void pack_panel(int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end, int64_t tile_tokens,
+void pack_panel(int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
                 uint8_t* panel, const Codes& code) {
-    const int64_t quad_stride = tile_tokens * 4;  // bytes between the same token of consecutive quads
-    // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 4 quads of one token), gather
-    // quad l of the 4 tokens into lane l.
+    const int64_t pair_stride = tile_tokens * 2;  // bytes between the same token of consecutive pairs
+    // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 16 K of one token), gather
+    // K-quad l of the 4 tokens into lane l.
     const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    for (int64_t g = g_begin; g < g_end; ++g) {
-        const int64_t m = g * kTokenGroup;
+    const __m512i low_word = _mm512_set1_epi32(0xFFFF);
+    for (int64_t c = c_begin; c < c_end; ++c) {
+        const int64_t m = c * kChunk;
         const int64_t t = m / tile_tokens, mt = m % tile_tokens;
-        uint8_t* dst = panel + (t * Kq * tile_tokens + mt) * 4;
-        const int64_t valid = M - m < kTokenGroup ? M - m : kTokenGroup;  // tokens past M read as zeros
+        uint8_t* dst = panel + (t * Kp * tile_tokens + mt) * 2;
+        const int64_t valid = M - m < kChunk ? M - m : kChunk;  // tokens past M read as zeros
         for (int64_t k = 0; k < K; k += 16) {
             const int64_t left = K - k;
             // K tail: masked load (the lanes read as 0 and meet zero weights, so their value is harmless)
             const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF)
                                               : static_cast<__mmask16>((1u << left) - 1u);
-            // 16 tokens x 16 K -> u8, 4 tokens per register: quads[a] = [token 4a | 4a+1 | 4a+2 | 4a+3]
-            __m512i quads[4];
-            for (int a = 0; a < 4; ++a) {
-                __m512i packed = _mm512_setzero_si512();
-                for (int i = 0; i < 4; ++i) {
-                    const int64_t tok = 4 * a + i;
-                    __m128i q = _mm_setzero_si128();
-                    if (tok < valid) q = code(m + tok, k, mask);
-                    switch (i) {  // the lane must be a constant; the loop is unrolled
-                    case 0: packed = _mm512_inserti32x4(packed, q, 0); break;
-                    case 1: packed = _mm512_inserti32x4(packed, q, 1); break;
-                    case 2: packed = _mm512_inserti32x4(packed, q, 2); break;
-                    default: packed = _mm512_inserti32x4(packed, q, 3); break;
+            // half h (tokens 16h .. 16h + 15): quads[h][j] = K-quad j of this 16-K step for the 16 tokens
+            __m512i quads[2][4];
+            for (int h = 0; h < 2; ++h) {
+                __m512i by_token[4];  // [token 4a | 4a+1 | 4a+2 | 4a+3], lanes regrouped by quad
+                for (int a = 0; a < 4; ++a) {
+                    __m512i packed = _mm512_setzero_si512();
+                    for (int i = 0; i < 4; ++i) {
+                        const int64_t tok = 16 * h + 4 * a + i;
+                        __m128i q = _mm_setzero_si128();
+                        if (tok < valid) q = code(m + tok, k, mask);
+                        switch (i) {  // the lane must be a constant; the loop is unrolled
+                        case 0: packed = _mm512_inserti32x4(packed, q, 0); break;
+                        case 1: packed = _mm512_inserti32x4(packed, q, 1); break;
+                        case 2: packed = _mm512_inserti32x4(packed, q, 2); break;
+                        default: packed = _mm512_inserti32x4(packed, q, 3); break;
+                        }
                     }
+                    by_token[a] = _mm512_permutexvar_epi32(by_quad, packed);
                 }
-                quads[a] = _mm512_permutexvar_epi32(by_quad, packed);
+                transpose_lanes(by_token, quads[h]);
             }
-            __m512i out[4];
-            transpose_lanes(quads, out);  // out[j] = quad kq+j of the 16 tokens: one aligned 64-byte store
-            const int64_t kq = k / 4;
-            const int64_t nq = (left >= 16 ? 16 : left + 3) / 4;
-            for (int64_t j = 0; j < nq; ++j)
-                _mm512_store_si512(reinterpret_cast<void*>(dst + (kq + j) * quad_stride), out[j]);
+            // A quad's lane is [pair 2j | pair 2j + 1] of one token; vpackusdw of the two halves' low (high)
+            // words per 128-bit lane is the chunk of pair 2j (2j + 1): the inverse of the kernel's interleave.
+            const int64_t p0 = k / 2;
+            const int64_t np = ((left >= 16 ? 16 : left) + 1) / 2;
+            for (int64_t j = 0; j < 4 && 2 * j < np; ++j) {
+                const __m512i even = _mm512_packus_epi32(_mm512_and_si512(quads[0][j], low_word),
+                                                         _mm512_and_si512(quads[1][j], low_word));
+                _mm512_store_si512(reinterpret_cast<void*>(dst + (p0 + 2 * j) * pair_stride), even);
+                if (2 * j + 1 < np) {
+                    const __m512i odd = _mm512_packus_epi32(_mm512_srli_epi32(quads[0][j], 16),
+                                                            _mm512_srli_epi32(quads[1][j], 16));
+                    _mm512_store_si512(reinterpret_cast<void*>(dst + (p0 + 2 * j + 1) * pair_stride), odd);
+                }
+            }
         }
     }
 }
@@ -119,133 +133,91 @@ inline __m128i quantize16(__m512 v, const QuantParams& qp) {
 
 }  // namespace
 
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
                    int64_t tile_tokens, const QuantParams& qp, uint8_t* panel) {
-    pack_panel(M, K, Kq, g_begin, g_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+    pack_panel(M, K, Kp, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
         return quantize16(_mm512_maskz_loadu_ps(mask, x + tok * K + k), qp);
     });
 }
 
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kq, int64_t g_begin, int64_t g_end,
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
                   int64_t tile_tokens, uint8_t* panel) {
-    pack_panel(M, K, Kq, g_begin, g_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+    pack_panel(M, K, Kp, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
         return _mm_maskz_loadu_epi8(mask, x + tok * K + k);
     });
 }
 
 namespace {
 
-// One row's quads: n records of `stride` int32s, (kq, ..., w4 at woff). Accumulated into G
-// token-group accumulators. With few token groups the vpdpbusd chains would be latency-bound, so the
-// quads are split over S interleaved partial sums (G * S >= 8 independent chains).
-template <int G, int S>
-inline void row_quads(const int32_t* rec, int64_t n, int64_t stride, int64_t woff, const uint8_t* panel,
-                      int64_t quad_stride, __m512i* acc) {
-    __m512i part[S > 1 ? S - 1 : 1][G];
-    if constexpr (S > 1) {
-        for (int s = 0; s < S - 1; ++s)
-            for (int g = 0; g < G; ++g) part[s][g] = _mm512_setzero_si512();
-    }
-    int64_t i = 0;
-    for (; i + S <= n; i += S) {
-        for (int s = 0; s < S; ++s) {
-            const int32_t* q = rec + (i + s) * stride;
-            const __m512i w = _mm512_set1_epi32(q[woff]);
-            const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
-            for (int g = 0; g < G; ++g) {
-                const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
-                if (s == 0)
-                    acc[g] = _mm512_dpbusd_epi32(acc[g], a, w);
-                else
-                    part[s - 1][g] = _mm512_dpbusd_epi32(part[s - 1][g], a, w);
-            }
-        }
-    }
-    for (; i < n; ++i) {
-        const int32_t* q = rec + i * stride;
-        const __m512i w = _mm512_set1_epi32(q[woff]);
-        const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
-        for (int g = 0; g < G; ++g)
-            acc[g] = _mm512_dpbusd_epi32(acc[g], _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g)), w);
-    }
-    if constexpr (S > 1) {
-        for (int s = 0; s < S - 1; ++s)
-            for (int g = 0; g < G; ++g) acc[g] = _mm512_add_epi32(acc[g], part[s][g]);
-    }
-}
-
-// Both rows of a pair over their shared quads: each activation vector is loaded once and feeds two
-// vpdpbusd. With few token groups, S interleaved partial sums per row keep 2 * G * S >= 8 chains.
-template <int G, int S>
-inline void pair_quads(const int32_t* rec, int64_t n, const uint8_t* panel, int64_t quad_stride, __m512i* acc_a,
-                       __m512i* acc_b) {
-    __m512i pa[S][G], pb[S][G];
+// Records over C chunks of 32 tokens: G = 2C accumulators per row (acc[2c] tokens 32c .. 32c + 15,
+// acc[2c + 1] the next 16), or with G = 1 the first 16 tokens of one chunk only (a tile of at most 16
+// tokens: the interleave's high half would be all padding). R = 1: one row's PairRecords into acc[0];
+// R = 2: SharedRecords into both rows of a pair, acc[0] and acc[1]. With few accumulators the vpdpbusd
+// chains would be latency-bound, so the records are split over S interleaved partial sums
+// (R * G * S >= 8 independent chains).
+template <int C, int G, int R, int S, class Record>
+inline void records(const Record* rec, int64_t n, const uint8_t* panel, int64_t pair_stride, __m512i (*acc)[G]) {
+    static_assert(G == 2 * C || (C == 1 && G == 1), "both halves of every chunk, or the first half of one");
+    __m512i part[S][R][G];
     for (int s = 0; s < S; ++s)
-        for (int g = 0; g < G; ++g) {
-            pa[s][g] = s == 0 ? acc_a[g] : _mm512_setzero_si512();
-            pb[s][g] = s == 0 ? acc_b[g] : _mm512_setzero_si512();
+        for (int r = 0; r < R; ++r)
+            for (int g = 0; g < G; ++g) part[s][r][g] = s == 0 ? acc[r][g] : _mm512_setzero_si512();
+    auto step = [&](const Record& q, __m512i (*sums)[G]) {
+        __m512i w[R];
+        if constexpr (R == 1) {
+            w[0] = _mm512_set1_epi32(q.w4);
+        } else {
+            w[0] = _mm512_set1_epi32(q.w4a);
+            w[1] = _mm512_set1_epi32(q.w4b);
         }
-    int64_t i = 0;
-    for (; i + S <= n; i += S) {
-        for (int s = 0; s < S; ++s) {
-            const int32_t* q = rec + 3 * (i + s);
-            const __m512i wa = _mm512_set1_epi32(q[1]), wb = _mm512_set1_epi32(q[2]);
-            const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
-            for (int g = 0; g < G; ++g) {
-                const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
-                pa[s][g] = _mm512_dpbusd_epi32(pa[s][g], a, wa);
-                pb[s][g] = _mm512_dpbusd_epi32(pb[s][g], a, wb);
+        const uint8_t* a = panel + static_cast<int64_t>(q.p1) * pair_stride;
+        const uint8_t* b = panel + static_cast<int64_t>(q.p2) * pair_stride;
+        for (int c = 0; c < C; ++c) {
+            const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(a + 64 * c));
+            const __m512i y = _mm512_load_si512(reinterpret_cast<const void*>(b + 64 * c));
+            const __m512i lo = _mm512_unpacklo_epi16(x, y);
+            for (int r = 0; r < R; ++r) sums[r][2 * c] = _mm512_dpbusd_epi32(sums[r][2 * c], lo, w[r]);
+            if constexpr (G > 1) {
+                const __m512i hi = _mm512_unpackhi_epi16(x, y);
+                for (int r = 0; r < R; ++r) sums[r][2 * c + 1] = _mm512_dpbusd_epi32(sums[r][2 * c + 1], hi, w[r]);
             }
         }
-    }
-    for (; i < n; ++i) {
-        const int32_t* q = rec + 3 * i;
-        const __m512i wa = _mm512_set1_epi32(q[1]), wb = _mm512_set1_epi32(q[2]);
-        const uint8_t* p = panel + static_cast<int64_t>(q[0]) * quad_stride;
+    };
+    int64_t i = 0;
+    for (; i + S <= n; i += S)
+        for (int s = 0; s < S; ++s) step(rec[i + s], part[s]);
+    for (; i < n; ++i) step(rec[i], part[0]);
+    for (int r = 0; r < R; ++r)
         for (int g = 0; g < G; ++g) {
-            const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(p + 64 * g));
-            pa[0][g] = _mm512_dpbusd_epi32(pa[0][g], a, wa);
-            pb[0][g] = _mm512_dpbusd_epi32(pb[0][g], a, wb);
+            acc[r][g] = part[0][r][g];
+            for (int s = 1; s < S; ++s) acc[r][g] = _mm512_add_epi32(acc[r][g], part[s][r][g]);
         }
-    }
-    for (int g = 0; g < G; ++g) {
-        acc_a[g] = pa[0][g];
-        acc_b[g] = pb[0][g];
-        for (int s = 1; s < S; ++s) {
-            acc_a[g] = _mm512_add_epi32(acc_a[g], pa[s][g]);
-            acc_b[g] = _mm512_add_epi32(acc_b[g], pb[s][g]);
-        }
-    }
 }
 
-template <int G>
+// The row block's sums for C chunks (G = 2C accumulators per row), or for the first 16 tokens (G = 1).
+template <int C, int G = 2 * C>
 void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int32_t* accbuf) {
-    constexpr int S = G >= 8 ? 1 : (G >= 4 ? 2 : (G >= 2 ? 4 : 8));
-    const int64_t quad_stride = tile_tokens * 4;
+    constexpr int S1 = G >= 8 ? 1 : (G >= 4 ? 2 : (G >= 2 ? 4 : 8));  // one row: G * S1 >= 8 chains
+    constexpr int S2 = S1 > 1 ? S1 / 2 : 1;                             // two rows
+    const int64_t pair_stride = tile_tokens * 2;
     for (int64_t kb = 0; kb < w.n_kblocks; ++kb) {
-        const int64_t s0 = (rb * w.n_kblocks + kb) * kPairs;
-        for (int64_t pr = 0; pr < kPairs; ++pr) {
-            const int64_t s = s0 + pr;
-            int32_t* out_a = accbuf + 2 * pr * tile_tokens;
-            int32_t* out_b = out_a + tile_tokens;
-            __m512i acc_a[G], acc_b[G];
+        const int64_t s0 = (rb * w.n_kblocks + kb) * kRowPairs;
+        for (int64_t q = 0; q < kRowPairs; ++q) {
+            const int64_t s = s0 + q;
+            int32_t* out[2] = {accbuf + 2 * q * tile_tokens, accbuf + (2 * q + 1) * tile_tokens};
+            __m512i acc[2][G];
             // First K block starts from zero; later ones continue the rows' sums kept in scratch.
-            for (int g = 0; g < G; ++g) {
-                acc_a[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out_a + 16 * g));
-                acc_b[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out_b + 16 * g));
-            }
-            const int32_t* shared = w.shared + 3 * static_cast<int64_t>(w.seg_shared[s]);
-            const int64_t n_shared = static_cast<int64_t>(w.seg_shared[s + 1] - w.seg_shared[s]);
+            for (int r = 0; r < 2; ++r)
+                for (int g = 0; g < G; ++g)
+                    acc[r][g] = kb == 0 ? _mm512_setzero_si512()
+                                        : _mm512_load_si512(reinterpret_cast<const void*>(out[r] + 16 * g));
+            records<C, G, 2, S2>(w.shared + w.seg_shared[s], static_cast<int64_t>(w.seg_shared[s + 1] - w.seg_shared[s]),
+                                 tile_panel, pair_stride, acc);
             const uint32_t* ss = w.seg_single + 2 * s;
-            pair_quads<G, (G >= 4 ? 1 : (G >= 2 ? 2 : 4))>(shared, n_shared, tile_panel, quad_stride, acc_a, acc_b);
-            row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[0]), static_cast<int64_t>(ss[1] - ss[0]), 2, 1,
-                            tile_panel, quad_stride, acc_a);
-            row_quads<G, S>(w.single + 2 * static_cast<int64_t>(ss[1]), static_cast<int64_t>(ss[2] - ss[1]), 2, 1,
-                            tile_panel, quad_stride, acc_b);
-            for (int g = 0; g < G; ++g) {
-                _mm512_store_si512(reinterpret_cast<void*>(out_a + 16 * g), acc_a[g]);
-                _mm512_store_si512(reinterpret_cast<void*>(out_b + 16 * g), acc_b[g]);
-            }
+            records<C, G, 1, S1>(w.single + ss[0], static_cast<int64_t>(ss[1] - ss[0]), tile_panel, pair_stride, &acc[0]);
+            records<C, G, 1, S1>(w.single + ss[1], static_cast<int64_t>(ss[2] - ss[1]), tile_panel, pair_stride, &acc[1]);
+            for (int r = 0; r < 2; ++r)
+                for (int g = 0; g < G; ++g) _mm512_store_si512(reinterpret_cast<void*>(out[r] + 16 * g), acc[r][g]);
         }
     }
 }
@@ -260,42 +232,46 @@ void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, 
 
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc) {
-    switch (groups) {
+    if (groups == 1) {  // at most 16 tokens: the first half of one chunk
+        accumulate<1, 1>(w, rb, tile_panel, tile_tokens, acc);
+        return;
+    }
+    switch ((groups + 1) / 2) {  // whole 32-token chunks
     case 1: accumulate<1>(w, rb, tile_panel, tile_tokens, acc); break;
     case 2: accumulate<2>(w, rb, tile_panel, tile_tokens, acc); break;
     case 3: accumulate<3>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 4: accumulate<4>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 5: accumulate<5>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 6: accumulate<6>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 7: accumulate<7>(w, rb, tile_panel, tile_tokens, acc); break;
-    default: accumulate<8>(w, rb, tile_panel, tile_tokens, acc); break;
+    default: accumulate<4>(w, rb, tile_panel, tile_tokens, acc); break;
     }
 }
 
 namespace {
 
-// The panel hand-off's epilogue (kernel.hpp): the sums are [slot][token], 16 tokens per vector, so 4
-// consecutive rows are one quad of the consumer's panel for 16 tokens. Per element the same operations
-// as the row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same bits; only
-// the 4 codes of a token are shifted into one 32-bit lane instead of being transposed.
+// The panel hand-off's epilogue (kernel.hpp): the sums are [row][token], 16 tokens per vector, so 2
+// consecutive rows are one pair of the consumer's panel. Per element the same operations as the
+// row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same bits; the two
+// rows' codes of a token are one word of a 32-bit lane (a shift and an or), and vpackusdw of the two
+// 16-token halves places each token where the consumer's interleave expects it (chunk_place).
 void store_panel(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, const int32_t* acc,
                  const BlockOut& dst) {
     const int32_t* slots = w.row_slot + rb * kRowBlock;
     const QuantParams& qp = *w.out_q;  // a panel is always u8 codes
-    for (int64_t r0 = 0; r0 < dst.cols; r0 += 4) {
-        const int64_t n0 = dst.row0 + r0;  // a multiple of 4: blocks start at multiples of kRowBlock
-        uint8_t* quad = dst.panel + (n0 / 4) * tile_tokens * 4;
-        for (int64_t g = 0; g < groups; ++g) {
-            __m512i codes = _mm512_setzero_si512();
-            for (int i = 0; i < 4; ++i) {  // rows past N (padding) have alpha = beta = 0: harmless codes
-                const int32_t* row = acc + static_cast<int64_t>(slots[r0 + i]) * tile_tokens;
-                const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
-                __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
-                                           _mm512_set1_ps(w.beta[n0 + i]));
-                if (w.post) y = _mm512_mul_ps(gelu16(y), _mm512_set1_ps(w.post[n0 + i]));
-                codes = _mm512_or_si512(codes, _mm512_slli_epi32(quantize_lanes(y, qp), 8 * i));
-            }
-            _mm512_storeu_si512(reinterpret_cast<void*>(quad + 64 * g), codes);
+    const int64_t chunks = (groups + 1) / 2;
+    auto codes = [&](int64_t r, int64_t g) {  // rows past N (padding) have alpha = beta = 0: harmless codes
+        if (g == groups) return _mm512_setzero_si512();  // the padding half of the last chunk: zero codes
+        const int64_t n = dst.row0 + r;
+        const int32_t* row = acc + static_cast<int64_t>(slots[r]) * tile_tokens;
+        const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
+        __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n]), _mm512_cvtepi32_ps(sums), _mm512_set1_ps(w.beta[n]));
+        if (w.post) y = _mm512_mul_ps(gelu16(y), _mm512_set1_ps(w.post[n]));
+        return quantize_lanes(y, qp);
+    };
+    for (int64_t r0 = 0; r0 < dst.cols; r0 += 2) {
+        // row0 is a multiple of kRowBlock, so row0 + r0 is even: pair (row0 + r0) / 2 of the consumer
+        uint8_t* pair = dst.panel + (dst.row0 + r0) / 2 * tile_tokens * 2;
+        for (int64_t c = 0; c < chunks; ++c) {
+            const __m512i lo = _mm512_or_si512(codes(r0, 2 * c), _mm512_slli_epi32(codes(r0 + 1, 2 * c), 8));
+            const __m512i hi = _mm512_or_si512(codes(r0, 2 * c + 1), _mm512_slli_epi32(codes(r0 + 1, 2 * c + 1), 8));
+            _mm512_storeu_si512(reinterpret_cast<void*>(pair + 64 * c), _mm512_packus_epi32(lo, hi));
         }
     }
 }

@@ -25,7 +25,7 @@
 // linears (informational: the names of the Linears the outputs compute, ";"-separated, for the zero
 // check; the kernel does not read it), handoff (the layout of the u8 codes passed between two ops:
 // "rows", the default, [..., N] row-major; "panel", the consumer's packed layout, kernel.hpp: the
-// producer's output is then u8 [panel_tokens(M), 4 * ceil(N / 4)] and the consumer takes the extra
+// producer's output is then u8 [panel_tokens(M), 2 * ceil(N / 2)] and the consumer takes the extra
 // input `like` for its output's shape).
 // Several outputs: Linears that read the same FakeQuantize'd input (q, k and v of an attention layer)
 // are one op whose weight rows are theirs stacked, and output i is rows [sum of splits before i, + splits[i]).
