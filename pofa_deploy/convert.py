@@ -292,8 +292,10 @@ def _export(ckpt: Checkpoint, folder: Path) -> Any:
     from optimum.exporters.openvino import export_from_model
 
     from .checkpoint import quiet_transformers
+    from .outputs import deferred_signals
 
-    with quiet_transformers():
+    # Ctrl-C waits for the export to end: see deferred_signals for what it does otherwise
+    with quiet_transformers(), deferred_signals():
         export_from_model(ckpt.model, str(folder), task=ckpt.task.value, stateful=False)
     return ov.Core().read_model(str(folder / f"{IR_NAME}.xml"))
 

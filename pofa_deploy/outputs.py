@@ -78,8 +78,15 @@ def terminate_as_exception() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM/SIGHUP back while folders are renamed or removed; act on them afterwards."""
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM/SIGHUP back until the block ends; act on them afterwards.
+
+    For folders being renamed or removed, and for native work that calls back into Python: OpenVINO's
+    model conversion does (its telemetry), and a KeyboardInterrupt raised inside such a callback goes
+    through pybind11 to std::terminate, i.e. the process aborts with a C++ trace and leaves its
+    staged folder behind (seen with Ctrl-C during `convert`'s export); elsewhere in the same
+    conversion it was swallowed and the run went on to exit 0.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -231,13 +238,13 @@ def staged_output(out: Path, *, overwrite: bool, kind: str, sources: Mapping[str
         try:
             yield tmp
             check_writable(out, overwrite=overwrite, kind=kind, sources=sources, flag=flag)
-            with _signals_deferred():
+            with deferred_signals():
                 if out.exists():
                     _swap(tmp, out)
                 else:
                     os.replace(tmp, out)
         finally:
-            with _signals_deferred():
+            with deferred_signals():
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
 

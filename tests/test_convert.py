@@ -1,4 +1,7 @@
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +120,32 @@ def test_interrupt_mid_conversion_leaves_nothing(tiny_checkpoint, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         convert(_opts(tiny_checkpoint(), out), progress=progress)
+    assert not out.exists() and not _no_partials(out)
+
+
+def test_ctrl_c_during_the_export_waits_for_it_then_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    """Ctrl-C inside OpenVINO's conversion must not raise there: a KeyboardInterrupt raised in one of its
+    Python callbacks aborts the process (pybind11 -> std::terminate). It is held until the export
+    returns, then stops the run like any Ctrl-C."""
+    import optimum.exporters.openvino as exporters
+
+    real = exporters.export_from_model
+    raised_inside = []
+
+    def export_with_ctrl_c(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # Python runs the signal handler by here
+        except KeyboardInterrupt:
+            raised_inside.append(True)
+            raise
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exporters, "export_from_model", export_with_ctrl_c)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        convert(_opts(tiny_checkpoint(), out))
+    assert raised_inside == []
     assert not out.exists() and not _no_partials(out)
 
 

@@ -324,7 +324,7 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
     // K blocks of 128 pairs: for a 128-token tile the block's activations are 128 * 128 * 2 = 32 KiB,
     // which stays in L1 (48 KiB) while the row block's rows walk over it (each row touches ~1/5 of it at
     // 90% sparsity). Measured with K-quads, which had the same slice size, on a 2-core AVX-512 VNNI
-    // EPYC: half as large is slower (sums reloaded more often), 1.5x alike, and with the panel made
+    // EPYC: half as large is slower (sums reloaded more often), 1.5x as large no faster, and with the panel made
     // fully L1-resident the kernel ran no faster.
     p.kp_block = 128;
     p.n_kblocks = (p.Kp + p.kp_block - 1) / p.kp_block;
@@ -333,7 +333,8 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
     p.seg_single.assign(static_cast<size_t>(2 * n_seg + 1), 0);
     p.row_slot.assign(static_cast<size_t>(p.n_rblocks * kRowBlock), 0);
     int64_t s = 0;
-    std::vector<Pair> both, only_a, only_b;
+    std::vector<Pair> both, only_a, only_b;  // both: row A's weights; both_b: row B's for the same pairs
+    std::vector<int32_t> both_b;
     for (int64_t rb = 0; rb < p.n_rblocks; ++rb) {
         // Each row's nonempty K-pairs (a row's indices are sorted, so a pair's nonzeros are adjacent);
         // a block's padding rows have none.
@@ -356,8 +357,8 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
                 const auto& pa = rows[row_a];
                 const auto& pb = rows[row_b];
                 size_t ia = next[row_a], ib = next[row_b];
-                both.clear();  // pairs both rows use: w2 of row A here, row B's from pb (same order)
-                std::vector<int32_t> both_b;
+                both.clear();
+                both_b.clear();
                 only_a.clear();
                 only_b.clear();
                 while ((ia < pa.size() && pa[ia].p < p_end) || (ib < pb.size() && pb[ib].p < p_end)) {

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, VerificationError
+from ..outputs import deferred_signals
 
 STANDARD_IR = "openvino_model.xml"
 TEXT_INPUT = "text"
@@ -97,8 +98,9 @@ def tokenizer_model(folder: Path, *, pair: bool) -> Any:
         raise InputError(f"OUT {folder}: its tokenizer ({type(tok).__name__}) has no sentence-pair format; "
                          "drop --text-pair")
     try:
-        return convert_tokenizer(tok, number_of_inputs=2 if pair else 1, truncation=True,
-                                 max_length=max_length(folder))
+        with deferred_signals():  # a native conversion, like convert's export (see deferred_signals)
+            return convert_tokenizer(tok, number_of_inputs=2 if pair else 1, truncation=True,
+                                     max_length=max_length(folder))
     except Exception as exc:  # openvino-tokenizers raises plain exceptions for tokenizers it cannot convert
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise InputError(f"OUT {folder}: openvino-tokenizers cannot convert its tokenizer ({first}); "
