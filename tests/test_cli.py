@@ -234,9 +234,12 @@ def test_synth_command_and_guard(capsys, tmp_path):
 def test_sigint_mid_conversion_leaves_nothing(tiny_checkpoint, tmp_path):
     """A real Ctrl-C: exit 130, one line, no output folder, no partial folder."""
     out = tmp_path / "o"
+    # The child gets the default Ctrl-C: a test run started in the background of a non-interactive shell
+    # ignores SIGINT, and an ignored signal is inherited (the CLI rightly leaves it ignored then).
     proc = subprocess.Popen([sys.executable, "-m", "pofa_deploy.cli", "convert", str(tiny_checkpoint()), "-o",
                              str(out), "--int8", "--samples", "8", "--seq-len", "32"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     deadline = time.time() + 120
     for line in proc.stderr:  # wait until the conversion is under way

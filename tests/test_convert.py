@@ -143,8 +143,13 @@ def test_ctrl_c_during_the_export_waits_for_it_then_leaves_nothing(tiny_checkpoi
 
     monkeypatch.setattr(exporters, "export_from_model", export_with_ctrl_c)
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        convert(_opts(tiny_checkpoint(), out))
+    # Ctrl-C as in a terminal, even when this test run was started with SIGINT ignored (in the background)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            convert(_opts(tiny_checkpoint(), out))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert raised_inside == []
     assert not out.exists() and not _no_partials(out)
 
