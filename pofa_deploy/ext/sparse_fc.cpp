@@ -92,7 +92,7 @@ SparseFullyConnected::Path SparseFullyConnected::choose_path() {
 
 // Everything evaluate needs that depends only on the constant inputs.
 struct Prepared {
-    int64_t K = 0, Kp = 0, n_rblocks = 0, n_kblocks = 0, kp_block = 0;
+    int64_t K = 0, Kp = 0, n_rblocks = 0, n_kblocks = 0;
     QuantParams qp{};
     std::vector<float> alpha, beta;  // per weight row, padded by kRowBlock past N (see PackedView)
     std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
@@ -326,8 +326,8 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
     // 90% sparsity). Measured with K-quads, which had the same slice size, on a 2-core AVX-512 VNNI
     // EPYC: half as large is slower (sums reloaded more often), 1.5x as large no faster, and with the panel made
     // fully L1-resident the kernel ran no faster.
-    p.kp_block = 128;
-    p.n_kblocks = (p.Kp + p.kp_block - 1) / p.kp_block;
+    constexpr int64_t kp_block = 128;
+    p.n_kblocks = (p.Kp + kp_block - 1) / kp_block;
     const int64_t n_seg = p.n_rblocks * p.n_kblocks * kRowPairs;
     p.seg_shared.assign(static_cast<size_t>(n_seg + 1), 0);
     p.seg_single.assign(static_cast<size_t>(2 * n_seg + 1), 0);
@@ -351,7 +351,7 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
         for (int64_t slot = 0; slot < kRowBlock; ++slot) p.row_slot[rb * kRowBlock + slots[slot]] = static_cast<int32_t>(slot);
         std::vector<size_t> next(kRowBlock, 0);  // each row's first pair not yet placed
         for (int64_t kb = 0; kb < p.n_kblocks; ++kb) {
-            const int32_t p_end = static_cast<int32_t>((kb + 1) * p.kp_block);
+            const int32_t p_end = static_cast<int32_t>((kb + 1) * kp_block);
             for (int64_t q = 0; q < kRowPairs; ++q, ++s) {
                 const int64_t row_a = slots[2 * q], row_b = slots[2 * q + 1];
                 const auto& pa = rows[row_a];
