@@ -46,14 +46,14 @@ float generic_gelu(float x) {
     const float z = x * kInvSqrt2;
     const float az = std::fabs(z);
     const bool inside = az < kZEnd;  // false for NaN, like the VNNI path's ordered compare
-    const float zc = inside ? az : 0.0f;
-    const int i = static_cast<int>(zc * kPerUnit);  // truncation, as cvttps
-    const float u = std::fma(-static_cast<float>(i), kWidth, zc);
+    const int i = inside ? static_cast<int>(az * kPerUnit) : 0;  // floor, as the VNNI path's rounded-down fma
+    const float u = std::fma(-static_cast<float>(i), kWidth, az);
     float p = kErf[0][i];
     for (int k = 1; k <= kDegree; ++k) p = std::fma(p, u, kErf[k][i]);
-    if (!inside) p = 1.0f;  // erf(|z|)
-    const float one_plus_erf = z < 0.0f ? 1.0f - p : 1.0f + p;
-    return 0.5f * x * one_plus_erf;
+    if (!inside) p = 1.0f;                          // erf(|z|)
+    const float erf = std::signbit(z) ? -p : p;     // the sign bit, as the VNNI path's ternary logic
+    const float h = 0.5f * x;
+    return std::fma(h, erf, h);                     // 0.5 x (1 + erf(z)), one rounding
 }
 
 void generic_rows(const int8_t* values, const int32_t* cols, const int32_t* rowptr, const float* alpha,

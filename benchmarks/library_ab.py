@@ -1,0 +1,81 @@
+"""Whole-model A/B of two builds of the SparseFullyConnected library on the same sparse-kernel IR, with
+the standard INT8 IR beside them: each round runs one child process per library, the order alternating
+by round, and every child times the standard IR and the sparse IR interleaved.
+
+Why child processes: OpenVINO cannot hold two libraries that register the same op type, so each build is
+loaded in its own process (through ``POFA_SPARSE_EXT``, which ``pofa_deploy.extension_path()`` honours).
+Why the standard IR in every child: on the 2-core KVM guest these figures come from, speed is bimodal
+across time (benchmarks/README.md, issue 10), so each child's speed-up over the dense IR, and the
+per-round ratio of the two libraries' sparse times, are read against a machine state both sides saw.
+
+    .venv/bin/python benchmarks/library_ab.py OUT --libs before=/tmp/old.so after=pofa_deploy/libpofa_sparse_ext.so \\
+        -b 1 --rounds 8 -o results/sparse-kernel/library-ab.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ab_common as ab
+
+
+def child(out: Path, batch: int, seq_len: int, threads: int, iters: int) -> None:
+    """One library (already in POFA_SPARSE_EXT): print {"int8": ms, "sparse": ms} as one JSON line."""
+    core = ab.core_with_extension()
+    shape = [batch, seq_len]
+    requests = {"int8": ab.request(core, out / "openvino_model.xml", shape, shape, threads),
+                "sparse": ab.request(core, out / "openvino_model_sparse.xml", shape, shape, threads)}
+    times = ab.interleaved(requests, 2, iters)
+    print(json.dumps({n: min(v) for n, v in times.items()}))
+
+
+def main() -> int:
+    p = ab.parser(__doc__.splitlines()[0], rounds=8, iters=100)
+    p.add_argument("--libs", nargs=2, required=True, metavar="LABEL=PATH",
+                   help="the two library builds, e.g. before=/tmp/old.so after=pofa_deploy/libpofa_sparse_ext.so")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if (code := ab.rerun_with_isa(args.isa)) is not None:
+        return code
+    if args.child:
+        child(args.out, args.batch, args.seq_len, args.threads, args.iters)
+        return 0
+    libs = dict(spec.split("=", 1) for spec in args.libs)
+    for label, path in libs.items():
+        if not Path(path).is_file():
+            sys.exit(f"--libs: {label}={path} is not a file; build the library first")
+    per_round: dict[str, dict[str, list[float]]] = {label: {"int8": [], "sparse": []} for label in libs}
+    order = list(libs)
+    for rnd in range(args.rounds):
+        for label in order if rnd % 2 == 0 else order[::-1]:
+            cmd = [sys.executable, __file__, str(args.out), "-b", str(args.batch), "--seq-len", str(args.seq_len),
+                   "-t", str(args.threads), "--iters", str(args.iters), "--isa", args.isa, "--child",
+                   "--libs", *args.libs]
+            run = subprocess.run(cmd, env={**os.environ, "POFA_SPARSE_EXT": str(Path(libs[label]).resolve())},
+                                 capture_output=True, text=True, check=True)
+            ms = json.loads(run.stdout.strip().splitlines()[-1])
+            for name, value in ms.items():
+                per_round[label][name].append(value)
+        print(f"round {rnd + 1}/{args.rounds}: " + "  ".join(
+            f"{label} sparse {per_round[label]['sparse'][-1]:.2f} ms (int8 {per_round[label]['int8'][-1]:.2f})"
+            for label in order), flush=True)
+    a, b = order
+    report = {**ab.report_header(args), "libraries": libs,
+              "what": "per round and library: the best of 2 interleaved medians of --iters sync inferences (ms)",
+              "per_round_ms": per_round,
+              "speedup_over_int8": {label: ab.spread([i / s for i, s in zip(v["int8"], v["sparse"], strict=True)])
+                                    for label, v in per_round.items()},
+              f"sparse_time_{a}_over_{b}": ab.spread([x / y for x, y in zip(per_round[a]["sparse"],
+                                                                             per_round[b]["sparse"], strict=True)])}
+    print(json.dumps({k: report[k] for k in ("speedup_over_int8", f"sparse_time_{a}_over_{b}")}, indent=1))
+    ab.write_report(report, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
