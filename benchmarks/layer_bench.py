@@ -13,7 +13,7 @@ dense/sparse of median latencies, and the report gives the median ratio with its
 before openvino is loaded, so the script re-executes itself in a child with ONEDNN_MAX_CPU_ISA set.
 
 Also reported per case (the instructions-per-useful-MAC reasoning): the vpdpbusd instructions the
-sparse kernel issues (its records, each two nonempty K-pairs of a row, x 16-token vectors), the useful
+sparse kernel issues (its records, each four nonzeros of a row, x 16-token vectors), the useful
 MACs (nonzeros x tokens), the share of vpdpbusd lanes doing useful work, the vpdpbusd count a dense
 VNNI kernel needs (M x K x N / 64), whose ratio bounds what the sparse kernel can gain at equal
 instruction throughput, and the loads and interleaves each vpdpbusd needs besides.
@@ -82,66 +82,34 @@ def make_layer(k: int, n: int, sparsity: float, seed: int) -> tuple[Any, np.ndar
     return ov.Model([quantised_linear(x, codes, scale, bias).output(0)], [x], "layer"), codes
 
 
-def row_pairs(used: np.ndarray) -> list[tuple[int, int]]:
-    """The kernel's row pairs within one block of rows (same greedy rule as ext/sparse_fc.cpp's
-    pair_rows): the row with the most nonempty K-pairs first, with the free row sharing the most."""
-    q = used.astype(np.float32)
-    overlap = q @ q.T
-    taken = np.zeros(len(q), dtype=bool)
-    pairs = []
-    for i in sorted(range(len(q)), key=lambda r: -int(q[r].sum())):  # stable, most pairs first
-        if taken[i]:
-            continue
-        taken[i] = True
-        free = np.flatnonzero(~taken)
-        if free.size == 0:
-            break
-        j = int(free[np.argmax(overlap[i, free])])
-        taken[j] = True
-        pairs.append((i, j))
-    return pairs
-
-
-def record_counts(codes: np.ndarray, row_block: int = 128, kp_block: int = 128) -> tuple[int, int]:
-    """(shared records, own records) as ext/sparse_fc.cpp's pack_records builds them: per row pair and
-    K block, two K-pairs both rows use make one shared record (an odd one goes to both rows' own
-    lists), and each row's own K-pairs go two per record."""
+def record_count(codes: np.ndarray, k_block: int = 512) -> int:
+    """Records as ext/sparse_fc.cpp's pack_records builds them: per row and K block of ``k_block``
+    positions, the row's nonzeros four per record (the last one of a K block may hold fewer)."""
     n, k = codes.shape
-    kp = (k + 1) // 2
-    blocks = -(-kp // kp_block)
-    padded = np.zeros((n, blocks * kp_block * 2), dtype=bool)
+    blocks = -(-k // k_block)
+    padded = np.zeros((n, blocks * k_block), dtype=bool)
     padded[:, :k] = codes != 0
-    used = np.asarray(padded.reshape(n, blocks * kp_block, 2).any(-1))
-    shared = own = 0
-    for b in range(0, n, row_block):
-        u = np.zeros((row_block, used.shape[1]), dtype=bool)  # a short last block: empty padding rows
-        u[:min(row_block, n - b)] = used[b:b + row_block]
-        for i, j in row_pairs(u):
-            both = (u[i] & u[j]).reshape(blocks, kp_block).sum(-1)
-            a_own = u[i].reshape(blocks, kp_block).sum(-1) - both
-            b_own = u[j].reshape(blocks, kp_block).sum(-1) - both
-            odd = both % 2
-            shared += int((both // 2).sum())
-            own += int((-(-(a_own + odd) // 2)).sum() + (-(-(b_own + odd) // 2)).sum())
-    return shared, own
+    per_block = padded.reshape(n, blocks, k_block).sum(-1)
+    return int((-(-per_block // 4)).sum())
 
 
 def instruction_counts(codes: np.ndarray, m: int) -> dict[str, Any]:
     """vpdpbusd issued by the sparse kernel against the useful MACs and against a dense VNNI kernel, and
-    per vpdpbusd the 64-byte activation loads and the word interleaves (vpunpck*wd) it needs. A record
-    (two K-pairs of a row) costs, per 32-token chunk, two loads, two interleaves and two vpdpbusd (one
-    per 16-token half; a tile of at most 16 tokens: two loads, one interleave, one vpdpbusd); a shared
-    record feeds both rows of a pair from the same loads and interleaves."""
+    per vpdpbusd the 64-byte activation loads and the interleaves (vpunpck*bw, vpunpck*wd) it needs. A
+    record (four nonzeros of a row) costs, per 64-token chunk, 4 loads, 8 interleaves and 4 vpdpbusd
+    (one per 16 tokens); a tile of at most 16 tokens: 4 loads, 3 interleaves, 1 vpdpbusd; of 17-32
+    tokens: 4 loads, 4 interleaves, 2 vpdpbusd."""
     n, k = codes.shape
     nonzeros = int(np.count_nonzero(codes))
-    shared, own = record_counts(codes)
-    halves = 1 if m <= 16 else 2 * -(-m // 32)  # 16-token vectors per record and row
-    issued = (2 * shared + own) * halves
-    interleaves = (shared + own) * halves
-    loads = (shared + own) * (2 if m <= 16 else halves)
+    records = record_count(codes)
+    groups = 1 if m <= 16 else (2 if m <= 32 else 4 * -(-m // 64))  # 16-token vectors per record
+    chunks = -(-m // 64)
+    issued = records * groups
+    interleaves = records * (3 if m <= 16 else (4 if m <= 32 else 8 * chunks))
+    loads = records * 4 * chunks
     dense = m * k * n / 64
-    return {"nonzeros": nonzeros, "records_shared": shared, "records_own": own,
-            "nonzeros_per_row_record": round(nonzeros / max(2 * shared + own, 1), 4),
+    return {"nonzeros": nonzeros, "records": records,
+            "nonzeros_per_record": round(nonzeros / max(records, 1), 4),
             "vpdpbusd_sparse": issued, "vpdpbusd_dense": int(dense),
             "useful_lane_share_sparse": round(nonzeros * m / max(issued * 64, 1), 4),
             "instruction_bound_speedup": round(dense / max(issued, 1), 3),

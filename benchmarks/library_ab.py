@@ -1,6 +1,6 @@
-"""Whole-model A/B of two builds of the SparseFullyConnected library on the same sparse-kernel IR, with
-the standard INT8 IR beside them: each round runs one child process per library, the order alternating
-by round, and every child times the standard IR and the sparse IR interleaved.
+"""Whole-model A/B of builds of the SparseFullyConnected library (two or more) on the same sparse-kernel
+IR, with the standard INT8 IR beside them: each round runs one child process per library, the order
+reversing every other round, and every child times the standard IR and the sparse IR interleaved.
 
 Why child processes: OpenVINO cannot hold two libraries that register the same op type, so each build is
 loaded in its own process (through ``POFA_SPARSE_EXT``, which ``pofa_deploy.extension_path()`` honours).
@@ -36,8 +36,9 @@ def child(out: Path, batch: int, seq_len: int, threads: int, iters: int) -> None
 
 def main() -> int:
     p = ab.parser(__doc__.splitlines()[0], rounds=8, iters=100)
-    p.add_argument("--libs", nargs=2, required=True, metavar="LABEL=PATH",
-                   help="the two library builds, e.g. before=/tmp/old.so after=pofa_deploy/libpofa_sparse_ext.so")
+    p.add_argument("--libs", nargs="+", required=True, metavar="LABEL=PATH",
+                   help="two or more library builds, e.g. before=/tmp/old.so after=pofa_deploy/libpofa_sparse_ext.so; "
+                        "the first is the reference of the ratios")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if (code := ab.rerun_with_isa(args.isa)) is not None:
@@ -46,6 +47,8 @@ def main() -> int:
         child(args.out, args.batch, args.seq_len, args.threads, args.iters)
         return 0
     libs = dict(spec.split("=", 1) for spec in args.libs)
+    if len(libs) < 2 or any("=" not in spec for spec in args.libs):
+        sys.exit("--libs: give two or more LABEL=PATH, with distinct labels")
     for label, path in libs.items():
         if not Path(path).is_file():
             sys.exit(f"--libs: {label}={path} is not a file; build the library first")
@@ -64,15 +67,15 @@ def main() -> int:
         print(f"round {rnd + 1}/{args.rounds}: " + "  ".join(
             f"{label} sparse {per_round[label]['sparse'][-1]:.2f} ms (int8 {per_round[label]['int8'][-1]:.2f})"
             for label in order), flush=True)
-    a, b = order
+    first = order[0]
     report = {**ab.report_header(args), "libraries": libs,
               "what": "per round and library: the best of 2 interleaved medians of --iters sync inferences (ms)",
               "per_round_ms": per_round,
               "speedup_over_int8": {label: ab.spread([i / s for i, s in zip(v["int8"], v["sparse"], strict=True)])
                                     for label, v in per_round.items()},
-              f"sparse_time_{a}_over_{b}": ab.spread([x / y for x, y in zip(per_round[a]["sparse"],
-                                                                             per_round[b]["sparse"], strict=True)])}
-    print(json.dumps({k: report[k] for k in ("speedup_over_int8", f"sparse_time_{a}_over_{b}")}, indent=1))
+              f"sparse_time_{first}_over": {label: ab.spread([x / y for x, y in zip(
+                  per_round[first]["sparse"], per_round[label]["sparse"], strict=True)]) for label in order[1:]}}
+    print(json.dumps({k: report[k] for k in ("speedup_over_int8", f"sparse_time_{first}_over")}, indent=1))
     ab.write_report(report, args.output)
     return 0
 

@@ -279,9 +279,9 @@ def from_csr(values: np.ndarray, indices: np.ndarray, row_ptr: np.ndarray, shape
 
 
 def panel_tokens(tokens: int) -> int:
-    """Tokens in the packed layout of ``tokens`` tokens (tiles of up to 128 whole 32-token chunks), as
+    """Tokens in the packed layout of ``tokens`` tokens (tiles of up to 128 whole 64-token chunks), as
     ``ext/kernel.hpp``'s panel_tokens: the row count of a "panel" hand-off tensor."""
-    tile = min(-(-tokens // 32), 4) * 32
+    tile = min(-(-tokens // 64), 2) * 64
     return 0 if tile == 0 else -(-tokens // tile) * tile
 
 
@@ -318,11 +318,11 @@ def op_class() -> type:
             dims = [shape[d] for d in range(shape.rank.get_length())] if shape.rank.is_static else None
             u8 = int(self._attrs.get("output_levels", 0)) > 0
             for i, width in enumerate(out_widths(self._attrs)):
-                if u8 and self._attrs.get("handoff") == "panel":  # [panel tokens, whole K-pairs]
+                if u8 and self._attrs.get("handoff") == "panel":  # [panel tokens, one byte per K position]
                     tokens = -1
                     if dims is not None and all(d.is_static for d in dims[:-1]):
                         tokens = panel_tokens(int(np.prod([d.get_length() for d in dims[:-1]])))
-                    out = ov.PartialShape([tokens, 2 * (-(-int(width) // 2))])
+                    out = ov.PartialShape([tokens, int(width)])
                 else:
                     out = shape if dims is None else ov.PartialShape([*dims[:-1], ov.Dimension(int(width))])
                 self.set_output_type(i, ov.Type.u8 if u8 else ov.Type.f32, out)

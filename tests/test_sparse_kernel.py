@@ -98,14 +98,16 @@ def _on_both_kernels(model, x: np.ndarray, lib: Path, tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("k,n,sparsity", [(100, 70, 0.5), (100, 70, 0.9), (257, 33, 0.99), (64, 128, 0.9)])
+@pytest.mark.parametrize("k,n,sparsity", [(100, 70, 0.5), (100, 70, 0.9), (257, 33, 0.99), (64, 128, 0.9),
+                                          (1100, 40, 0.8)])  # 1100: three K blocks of the VNNI path, a K tail
 def test_op_matches_numpy_reference(ext_lib, tmp_path, monkeypatch, path, threads, k, n, sparsity):
     monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
     rng = np.random.default_rng(k * n + threads)
     model, (codes, scale, bias, fq, levels) = _layer(rng, k, n, sparsity)
     compiled = _roundtrip(model, ext_lib, tmp_path, threads)
-    # one compiled model, many shapes (dynamic batch and tokens): M = 1, 7, 16, 33, 130, 2 x 65
-    for shape in [(1, 1), (1, 7), (1, 16), (3, 11), (1, 130), (2, 65)]:
+    # one compiled model, many shapes (dynamic batch and tokens): M = 1, 7, 16, 2 x 11, 3 x 11, 130, 2 x 65
+    # (the VNNI path's tiles of 1, 2 and 4 groups of 16 tokens, of two 64-token chunks, and several tiles)
+    for shape in [(1, 1), (1, 7), (1, 16), (2, 11), (3, 11), (1, 130), (2, 65)]:
         x = (rng.standard_normal((*shape, k)) * 0.9).astype(np.float32)
         x.flat[:5] = [5.0, -5.0, 1.1, -1.3, 0.0]  # clamped both sides, exactly at the range ends
         y = compiled(x)[0]
@@ -256,9 +258,8 @@ def _chain(rng: np.random.Generator, k: int, n: int, n2: int, gelu: bool, handof
 @pytest.mark.parametrize("gelu", [False, True])
 def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path, gelu):
     """An op writing its consumer's u8 codes, row-major or already packed (panel), gives exactly the
-    floats of the same two ops passing f32 (odd widths: the u8 rows end in masked stores, the panel's
-    last K-pair has a padding row; token counts that leave partial 16-token groups and 32-token chunks,
-    several tiles)."""
+    floats of the same two ops passing f32 (odd widths: the u8 rows end in masked stores; token counts
+    that leave partial 16-token groups and 64-token chunks, several tiles)."""
     monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
     out = {}
     for handoff in (None, "rows", "panel"):
@@ -321,14 +322,14 @@ def test_panel_input_shape_is_checked(ext_lib, tmp_path):
     import openvino as ov
     import openvino.opset13 as ops
 
-    model = _chain(np.random.default_rng(5), 32, 17, 8, False, "panel")  # 17 rows: the panel is 18 wide
+    model = _chain(np.random.default_rng(5), 32, 17, 8, False, "panel")  # 17 rows: the panel is 17 wide
     b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
-    codes = ops.parameter([-1, 17], ov.Type.u8, name="codes")
+    codes = ops.parameter([-1, 18], ov.Type.u8, name="codes")  # one too wide
     bad = sk.op_class()([codes.output(0), *(b.input_value(i) for i in range(1, b.get_input_size()))],
                         b.get_attributes())
     xml = tmp_path / "bad.xml"
     ov.save_model(ov.Model([bad.output(0)], [codes, *model.get_parameters()]), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 18\]"):
+    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 17\]"):
         _core(ext_lib).read_model(str(xml))
 
 

@@ -14,29 +14,24 @@
 
 namespace pofa {
 
-// Why K-pairs, not K-quads: vpdpbusd multiplies 4 u8 activations by 4 i8 weights per int32 lane. With
-// 16 tokens' activations of 4 *consecutive* K positions per lane (an aligned "K-quad"), a quad used by
-// a row at 90% unstructured zeros holds only 1.16 nonzeros on average: 71% of the multiplies are by
-// zero. Two *arbitrary* nonempty K-pairs of the row (a pair holds 1.05 nonzeros) fill a lane with 2.06
-// nonzeros on average, so 44% fewer vpdpbusd. The activations are packed per K-pair (2 bytes per
-// token), and the kernel builds each lane's 4 bytes from the row's two pairs with one word interleave
-// (vpunpcklwd / vpunpckhwd of the two pairs' 64-byte chunks: 32 tokens -> two vectors of 16 tokens).
-// Measured on a 2-core AVX-512 EPYC (Zen 5): a standalone single-thread loop over one 768 x 3072 layer
-// at 128 tokens, 1.25x less time than aligned quads (pairs run ~3.4 vpdpbusd/ns against ~4.8 for
-// quads: there the interleave competes with vpdpbusd for execution ports); in the op, with row pairs
-// sharing loads in both designs, 1.12x single thread (benchmarks/README.md, "Session 9").
+// Why records of 4 arbitrary K positions: vpdpbusd multiplies 4 u8 activations by 4 i8 weights per
+// int32 lane. With 16 tokens' activations of 4 *consecutive* K positions per lane (an aligned K-quad, the
+// first design), a quad a row uses at 90% unstructured zeros holds 1.16 nonzeros: 71% of the multiplies
+// are by zero. Two arbitrary nonempty K-pairs (session 9) hold 2.06. Four arbitrary nonzeros of the row
+// hold 4 (only a row's last record in a K block may hold fewer): every multiply is useful. The
+// activations are packed per K position (1 byte per token; a 64-byte chunk is 64 tokens), and the kernel
+// builds the lanes for 16 tokens from the record's 4 chunks with a two-level interleave: vpunpck{l,h}bw
+// of chunks (a, b) and of (c, d), then vpunpck{l,h}wd of those. 4 loads and 8 interleaves give 4 vectors
+// of 16 tokens. Measured on a 2-core AVX-512 EPYC (Zen 5), a standalone single-thread loop over one
+// layer at 128 tokens and 90% zeros: 1.37-1.46x less time than pair records (768 x 3072, 3072 x 768,
+// 1024 x 4096): 2.2-2.6 vpdpbusd/ns against 3.0-3.3, with 1.84x fewer vpdpbusd (benchmarks/README.md,
+// "Session 10").
 //
-// One record of a row: K-pairs p1 and p2 (K positions 2p1, 2p1+1 and 2p2, 2p2+1) and their 4 i8 weights,
-// little-endian in that order. A row with an odd number of own nonempty pairs in a K block ends with a
-// record whose p2 = p1 and whose two upper weights are zero.
-struct PairRecord {
-    int32_t p1, p2;
+// One record of a row: K positions k[0..3] and their 4 i8 weights, little-endian in that order. A row's
+// last record in a K block repeats its first position with zero weights where fewer than 4 are left.
+struct QuadRecord {
+    int32_t k[4];
     int32_t w4;
-};
-// The same for two rows that both use K-pairs p1 and p2: one interleave feeds both rows' vpdpbusd.
-struct SharedRecord {
-    int32_t p1, p2;
-    int32_t w4a, w4b;
 };
 
 // Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
@@ -52,24 +47,16 @@ struct QuantParams {
 // Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); a block holds
 // consecutive weight rows of one output (with several outputs, see out_splits in sparse_fc.hpp, each
 // output's rows start a new block, so the last block of each may be short); K is split in blocks of
-// kp_block pairs so that the activation panel slice of one K block stays in L1 while every row of a row
-// block walks over it. A row's int32 sums live in registers within a K block and in a per-thread
-// scratch ([slot][token]) between K blocks.
+// kKBlock positions so that the activation panel slice of one K block stays in L1 while every row of a
+// row block walks over it. A row's int32 sums live in registers within a K block and in a per-thread
+// scratch ([row][token]) between K blocks.
 //
-// Row pairs: the rows of a block are paired (greedily, by how many nonempty K-pairs they share), and
-// two K-pairs both rows use make one SharedRecord: its two loads and its interleave feed both rows.
-// Per (row block rb, K block kb, row pair q), with s = (rb * n_kblocks + kb) * kRowPairs + q:
-//   shared:     shared[seg_shared[s] .. seg_shared[s + 1])
-//   row A only: single[seg_single[2s] .. seg_single[2s + 1])
-//   row B only: single[seg_single[2s + 1] .. seg_single[2s + 2])
-// Rows A and B of pair q keep their sums in slots 2q and 2q + 1 of the row block's scratch; row_slot
-// maps a row back to its slot for the epilogue. One sequential stream per row block, no searching.
+// Per (row block rb, K block kb, row r of the block), with s = (rb * n_kblocks + kb) * kRowBlock + r:
+// records[seg[s] .. seg[s + 1]). One sequential stream per row block, no searching. (Row pairs that
+// shared loads, as the K-pair kernel had, are gone: two rows rarely use the same 4 positions.)
 struct PackedView {
-    const SharedRecord* shared;
-    const PairRecord* single;
-    const uint32_t* seg_shared;
-    const uint32_t* seg_single;
-    const int32_t* row_slot;  // per row position (rb * kRowBlock + r): its slot in its row block
+    const QuadRecord* records;
+    const uint32_t* seg;
     // Per weight row n (padded by kRowBlock past N, so a block's padding rows read harmless values):
     const float* alpha;       // weight scale * activation step
     const float* beta;        // weight scale * activation offset * row sum + bias
@@ -79,11 +66,15 @@ struct PackedView {
 };
 
 constexpr int64_t kRowBlock = 128;  // rows per block (multiple of 16: the epilogue transposes 16 x 16 blocks)
-constexpr int64_t kRowPairs = kRowBlock / 2;
 constexpr int64_t kStageStride = kRowBlock + 16;  // floats; padded so the 16 staged tokens use different L1 sets
 constexpr int64_t kTokenGroup = 16; // tokens per vpdpbusd (16 int32 lanes)
-constexpr int64_t kChunk = 32;      // tokens per 64-byte chunk of one K-pair in the panel
-constexpr int64_t kMaxChunks = 4;   // chunks per tile: 4 x 32 = 128 tokens, 8 accumulators per row
+constexpr int64_t kChunk = 64;      // tokens per 64-byte chunk of one K position in the panel
+constexpr int64_t kMaxChunks = 2;   // chunks per tile: 2 x 64 = 128 tokens, 8 accumulators per row
+// K positions per K block: the activations a row block's rows walk over while their sums stay in
+// registers (for a 128-token tile, 512 * 128 B = 64 KiB: L1 is 48 KiB on the EPYC measured, but a row
+// touches only its 4 positions' chunks per record). Measured there, DistilBERT 1 x 128 end to end
+// (benchmarks/library_ab.py, interleaved): 512 1.02x faster than 256, 128 0.89x (more sums reloaded).
+constexpr int64_t kKBlock = 512;
 
 // Fused GELU (activation "gelu_erf"): y = gelu(alpha * sum + beta) * post[n], where post is the per-
 // channel Multiply that follows the Gelu in NNCF's graph (its smooth-quant scale, or ones). Why fuse:
@@ -129,15 +120,16 @@ static_assert(sizeof(kErf[0]) / sizeof(float) == 16 && kZEnd * kPerUnit == 16.0f
 // f32 activations through memory is what slows down when the machine's memory is contended
 // (benchmarks/README.md, "Where the slow mode goes"); OpenVINO's own FullyConnected nodes pass u8/i8.
 
-// Panel layout for tokens: tile t (tile_tokens tokens each, a multiple of kChunk), then K-pair p, then
-// 32-token chunk, then the token's place in its chunk, then the pair's 2 bytes:
-// panel[((t * Kp + p) * tile_tokens + chunk_start + chunk_place(m % 32)) * 2 + k % 2]. One chunk of one
-// pair is one aligned 64-byte load. Within a chunk the tokens are placed so that the word interleave of
-// two pairs' chunks gives tokens 0-15 (vpunpcklwd) and 16-31 (vpunpckhwd) in order: both interleave
-// within 128-bit lanes, lane L taking words 0-3 (lo) or 4-7 (hi) of each source, so token 4L + j of the
-// first half sits at word 8L + j and token 16 + 4L + j at word 8L + 4 + j. M tokens run in tiles of up
-// to kMaxChunks chunks; a short M in one tile of whole chunks (the last one padded). Static (internal
-// linkage), like everything here that both kernels' translation units use (see the top of this file).
+// Panel layout for tokens: tile t (tile_tokens tokens each, a multiple of kChunk), then K position k,
+// then 64-token chunk, then the token's place in its chunk (1 byte):
+// panel[(t * K + k) * tile_tokens + chunk_start + chunk_place(m % 64)]. One chunk of one K position is
+// one aligned 64-byte load. Within a chunk the tokens are placed so that the kernel's interleave of 4
+// chunks gives 16 consecutive tokens per vector: vpunpck{l,h}bw take bytes 0-7 / 8-15 of each 128-bit
+// lane of their sources, vpunpck{l,h}wd then words 0-3 / 4-7 of theirs, so vector j (tokens 16j ..
+// 16j + 15; j = 0: lbw then lwd, 1: lbw, hwd, 2: hbw, lwd, 3: hbw, hwd) reads bytes 4j .. 4j + 3 of each
+// lane L: token 16j + 4L + d sits at byte 16L + 4j + d. M tokens run in tiles of up to kMaxChunks
+// chunks; a short M in one tile of whole chunks (the last one padded). Static (internal linkage), like
+// everything here that both kernels' translation units use (see the top of this file).
 static inline int64_t panel_tile_tokens(int64_t M) {
     const int64_t chunks = (M + kChunk - 1) / kChunk;
     return (chunks < kMaxChunks ? chunks : kMaxChunks) * kChunk;
@@ -147,25 +139,24 @@ static inline int64_t panel_tokens(int64_t M) {
     const int64_t tt = panel_tile_tokens(M);
     return tt == 0 ? 0 : (M + tt - 1) / tt * tt;
 }
-// Where token u (0 <= u < 32) of a chunk sits in it, in 2-byte words (see above).
+// Where token u (0 <= u < 64) of a chunk sits in it (see above).
 static inline int64_t chunk_place(int64_t u) {
-    return 8 * (u % 16 / 4) + 4 * (u / 16) + u % 4;
+    return 16 * (u % 16 / 4) + 4 * (u / 16) + u % 4;
 }
-// Byte offset of token m, K position k in the panel of M tokens and Kp pairs.
-static inline int64_t panel_offset(int64_t m, int64_t k, int64_t Kp, int64_t tile_tokens) {
+// Byte offset of token m, K position k in the panel of M tokens and K positions.
+static inline int64_t panel_offset(int64_t m, int64_t k, int64_t K, int64_t tile_tokens) {
     const int64_t mt = m % tile_tokens;
-    return ((m / tile_tokens * Kp + k / 2) * tile_tokens + mt / kChunk * kChunk + chunk_place(mt % kChunk)) * 2 + k % 2;
+    return (m / tile_tokens * K + k) * tile_tokens + mt / kChunk * kChunk + chunk_place(mt % kChunk);
 }
 
 // Panel hand-off (attribute handoff "panel" on both ops of a u8 hand-off): the producer writes its u8
-// codes straight into the consumer's panel layout, as a tensor of panel_tokens(M) x 2 * ceil(N / 2)
-// bytes, and the consumer runs on it without packing. Why: the producer's sums are per row across 16
-// tokens (the vpdpbusd lanes), so 2 consecutive rows are one panel pair: for 32 tokens a shift, an or
-// and one pack (vpackusdw, the inverse of the consumer's interleave) per 64-byte store, instead of the
-// [token][row] transpose the row-major output needs; and the consumer's packing pass (a read and a
-// write of its whole input) is gone. Padding (the tokens past M in the last chunk, the row past an odd
-// N in the last pair) holds codes that only ever meet zero weights or
-// are never stored, as with the packed input.
+// codes straight into the consumer's panel layout, as a tensor of panel_tokens(M) x N bytes (row n of
+// the producer is K position n of the consumer), and the consumer runs on it without packing. Why: the
+// producer's sums are per row across 16 tokens (the vpdpbusd lanes), so a row's 4 vectors of a 64-token
+// chunk are one chunk of the panel: two vpackusdw and one vpackuswb (the inverse of the consumer's
+// interleave) per 64-byte store, instead of the [token][row] transpose the row-major output needs; and
+// the consumer's packing pass (a read and a write of its whole input) is gone. Padding (the tokens past
+// M in the last chunk) holds codes that are never stored, as with the packed input.
 
 // --- Portable kernel (kernel_generic.cpp): any CPU, straight from the CSR form of the IR ---
 // Quantise tokens [m_begin, m_end) of x ([M, K]) into q ([M, K] u8), bit-identical to vnni_quantize.
@@ -190,13 +181,13 @@ float generic_gelu(float x);
 bool vnni_supported();
 
 // --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
-// Quantise the 32-token chunks [c_begin, c_end) of x ([M, K] row-major) into the panel of Kp = ceil(K / 2)
-// pairs; tokens past M (in the last chunk) are written as zeros.
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
-                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel);
+// Quantise the 64-token chunks [c_begin, c_end) of x ([M, K] row-major) into the panel of K positions;
+// tokens past M (in the last chunk) are written as zeros.
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
+                   const QuantParams& qp, uint8_t* panel);
 // The same packing for input that is already u8 codes ([M, K] row-major, from a producer op's u8 output).
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
-                  int64_t tile_tokens, uint8_t* panel);
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
+                  uint8_t* panel);
 // Where one row block's results go: weight rows row0 .. row0 + cols - 1 become columns 0 .. cols - 1 of
 // f32 (or of u8, codes, when PackedView::out_q is set), whose tokens are `stride` elements apart. The
 // pointers are already offset to the block's first column of its output. With the panel hand-off,
@@ -209,16 +200,16 @@ struct BlockOut {
     uint8_t* panel;
 };
 // One row block x one token tile: accumulate every K block into acc ([kRowBlock][tile_tokens] int32,
-// 64-byte aligned scratch; the sums of whole 32-token chunks, padding tokens included, except in a
-// tile of one 16-token group) and write
-// the tile's `tokens` valid tokens (in `groups` 16-token groups), starting at token m0, to dst.
+// 64-byte aligned scratch, row r at r * tile_tokens; the sums of the tile's `groups` 16-token groups
+// rounded up to 1, 2, 4 or 8, padding tokens included) and write the tile's `tokens` valid tokens,
+// starting at token m0, to dst.
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                     int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage);
 // The two halves of vnni_row_block (separate for profiling): the int32 sums, then dequantise + store.
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc);
-void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
+void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
                 const int32_t* acc, const BlockOut& dst, float* stage);
 
 }  // namespace pofa

@@ -29,16 +29,16 @@ void generic_quantize(const float* x, int64_t K, int64_t m_begin, int64_t m_end,
 }
 
 void generic_rows_to_panel(const uint8_t* rows, int64_t M, int64_t N, uint8_t* panel) {
-    const int64_t Np = (N + 1) / 2, tt = panel_tile_tokens(M);
-    for (int64_t i = 0; i < panel_tokens(M) * Np * 2; ++i) panel[i] = 0;
+    const int64_t tt = panel_tile_tokens(M);
+    for (int64_t i = 0; i < panel_tokens(M) * N; ++i) panel[i] = 0;
     for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) panel[panel_offset(m, n, Np, tt)] = rows[m * N + n];
+        for (int64_t n = 0; n < N; ++n) panel[panel_offset(m, n, N, tt)] = rows[m * N + n];
 }
 
 void generic_panel_to_rows(const uint8_t* panel, int64_t M, int64_t N, uint8_t* rows) {
-    const int64_t Np = (N + 1) / 2, tt = panel_tile_tokens(M);
+    const int64_t tt = panel_tile_tokens(M);
     for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) rows[m * N + n] = panel[panel_offset(m, n, Np, tt)];
+        for (int64_t n = 0; n < N; ++n) rows[m * N + n] = panel[panel_offset(m, n, N, tt)];
 }
 
 float generic_gelu(float x) {

@@ -2,18 +2,12 @@
 // -mavx512vl -mavx512vnni (see CMakeLists.txt) and called only after vnni_supported() said yes, so the
 // library still loads and runs (on the portable path) on CPUs without these instructions.
 //
-// Design (vectorise over tokens, not over K): for each weight row, walk the row's records, each two
-// nonempty K-pairs (kernel.hpp: why pairs); broadcast the record's 4 i8 weights to 16 lanes, interleave
-// the two pairs' activations for 32 tokens (two aligned 64-byte loads, vpunpcklwd + vpunpckhwd) and
-// vpdpbusd the weights against both halves. A row keeps up to 8 accumulators (128 tokens) in
-// registers, so a record costs one broadcast + 2C loads + 2C interleaves + 2C vpdpbusd for C chunks of
-// 32 tokens.
-//
-// Rows run in pairs so that two K-pairs both rows use cost one set of loads and interleaves (kernel.hpp).
-//
-// Measured on a 2-core AVX-512 VNNI EPYC (Zen 5), single thread, standalone loop: aligned K-quads
-// (the previous design) ran at ~4.8 vpdpbusd/ns with 1.16 nonzeros per vpdpbusd, pairs at ~3.4/ns with
-// 2.06 (the interleaves share ports with vpdpbusd on that core): 1.19-1.25x less time.
+// Design (vectorise over tokens, not over K): for each weight row, walk the row's records, each four
+// nonzeros at arbitrary K positions (kernel.hpp: why); broadcast the record's 4 i8 weights to 16 lanes,
+// build the lanes of 16 tokens from the 4 positions' activation chunks (4 aligned 64-byte loads per 64
+// tokens, vpunpck{l,h}bw then vpunpck{l,h}wd) and vpdpbusd the weights against each 16 tokens. A row
+// keeps up to 8 accumulators (128 tokens) in registers, so a record costs one broadcast + 4C loads + 8C
+// interleaves + 4C vpdpbusd for C chunks of 64 tokens.
 //
 // Nothing here includes a standard or OpenVINO header: see kernel.hpp for why.
 #include <immintrin.h>
@@ -66,34 +60,39 @@ inline __m512 gelu16(__m512 x) {
 
 namespace {
 
-// The panel packing of vnni_quantize and vnni_pack_u8: 16 u8 codes per token and 16-K chunk come from
+// The panel packing of vnni_quantize and vnni_pack_u8: 16 u8 codes per token and 16-K step come from
 // code(token, k, mask) (quantised floats, or a load of codes a producer op already wrote).
 template <class Codes>
-void pack_panel(int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
-                uint8_t* panel, const Codes& code) {
-    const int64_t pair_stride = tile_tokens * 2;  // bytes between the same token of consecutive pairs
+void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens, uint8_t* panel,
+                const Codes& code) {
     // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 16 K of one token), gather
     // K-quad l of the 4 tokens into lane l.
     const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    const __m512i low_word = _mm512_set1_epi32(0xFFFF);
+    // Per 128-bit lane, 4 tokens x 4 K token-major (byte 4d + b: token d, K b) to K-major (byte 4b + d).
+    const __m512i k_major = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     for (int64_t c = c_begin; c < c_end; ++c) {
         const int64_t m = c * kChunk;
         const int64_t t = m / tile_tokens, mt = m % tile_tokens;
-        uint8_t* dst = panel + (t * Kp * tile_tokens + mt) * 2;
+        uint8_t* dst = panel + t * K * tile_tokens + mt;
         const int64_t valid = M - m < kChunk ? M - m : kChunk;  // tokens past M read as zeros
         for (int64_t k = 0; k < K; k += 16) {
             const int64_t left = K - k;
-            // K tail: masked load (the lanes read as 0 and meet zero weights, so their value is harmless)
+            // K tail: masked load (the lanes read as 0 and are not stored)
             const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF)
                                               : static_cast<__mmask16>((1u << left) - 1u);
-            // half h (tokens 16h .. 16h + 15): quads[h][j] = K-quad j of this 16-K step for the 16 tokens
-            __m512i quads[2][4];
-            for (int h = 0; h < 2; ++h) {
+            // group g (tokens 16g .. 16g + 15): part[g][j], lane L, dword b = K position 4j + b of tokens
+            // 16g + 4L .. 16g + 4L + 3 (one byte each)
+            __m512i part[4][4];
+            for (int g = 0; g < 4; ++g) {
+                if (16 * g >= valid) {
+                    for (int j = 0; j < 4; ++j) part[g][j] = _mm512_setzero_si512();
+                    continue;
+                }
                 __m512i by_token[4];  // [token 4a | 4a+1 | 4a+2 | 4a+3], lanes regrouped by quad
                 for (int a = 0; a < 4; ++a) {
                     __m512i packed = _mm512_setzero_si512();
                     for (int i = 0; i < 4; ++i) {
-                        const int64_t tok = 16 * h + 4 * a + i;
+                        const int64_t tok = 16 * g + 4 * a + i;
                         __m128i q = _mm_setzero_si128();
                         if (tok < valid) q = code(m + tok, k, mask);
                         switch (i) {  // the lane must be a constant; the loop is unrolled
@@ -105,21 +104,22 @@ void pack_panel(int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end
                     }
                     by_token[a] = _mm512_permutexvar_epi32(by_quad, packed);
                 }
-                transpose_lanes(by_token, quads[h]);
+                __m512i quads[4];  // quads[j], dword i: token 16g + i's K-quad j (tokens in order)
+                transpose_lanes(by_token, quads);
+                for (int j = 0; j < 4; ++j) part[g][j] = _mm512_shuffle_epi8(quads[j], k_major);
             }
-            // A quad's lane is [pair 2j | pair 2j + 1] of one token; vpackusdw of the two halves' low (high)
-            // words per 128-bit lane is the chunk of pair 2j (2j + 1): the inverse of the kernel's interleave.
-            const int64_t p0 = k / 2;
-            const int64_t np = ((left >= 16 ? 16 : left) + 1) / 2;
-            for (int64_t j = 0; j < 4 && 2 * j < np; ++j) {
-                const __m512i even = _mm512_packus_epi32(_mm512_and_si512(quads[0][j], low_word),
-                                                         _mm512_and_si512(quads[1][j], low_word));
-                _mm512_store_si512(reinterpret_cast<void*>(dst + (p0 + 2 * j) * pair_stride), even);
-                if (2 * j + 1 < np) {
-                    const __m512i odd = _mm512_packus_epi32(_mm512_srli_epi32(quads[0][j], 16),
-                                                            _mm512_srli_epi32(quads[1][j], 16));
-                    _mm512_store_si512(reinterpret_cast<void*>(dst + (p0 + 2 * j + 1) * pair_stride), odd);
-                }
+            // The chunk of K position 4j + b holds, in lane L, dword g = part[g][j] lane L dword b (token
+            // 16g + 4L + d at byte 16L + 4g + d): a 4 x 4 dword transpose within each lane.
+            for (int j = 0; j < 4; ++j) {
+                const __m512i t0 = _mm512_unpacklo_epi32(part[0][j], part[1][j]);
+                const __m512i t1 = _mm512_unpackhi_epi32(part[0][j], part[1][j]);
+                const __m512i t2 = _mm512_unpacklo_epi32(part[2][j], part[3][j]);
+                const __m512i t3 = _mm512_unpackhi_epi32(part[2][j], part[3][j]);
+                const __m512i chunk[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                                          _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+                for (int b = 0; b < 4; ++b)
+                    if (4 * j + b < left)
+                        _mm512_store_si512(reinterpret_cast<void*>(dst + (k + 4 * j + b) * tile_tokens), chunk[b]);
             }
         }
     }
@@ -142,53 +142,55 @@ inline __m128i quantize16(__m512 v, const QuantParams& qp) {
 
 }  // namespace
 
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
-                   int64_t tile_tokens, const QuantParams& qp, uint8_t* panel) {
-    pack_panel(M, K, Kp, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
+                   const QuantParams& qp, uint8_t* panel) {
+    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
         return quantize16(_mm512_maskz_loadu_ps(mask, x + tok * K + k), qp);
     });
 }
 
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t Kp, int64_t c_begin, int64_t c_end,
-                  int64_t tile_tokens, uint8_t* panel) {
-    pack_panel(M, K, Kp, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
+                  uint8_t* panel) {
+    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
         return _mm_maskz_loadu_epi8(mask, x + tok * K + k);
     });
 }
 
 namespace {
 
-// Records over C chunks of 32 tokens: G = 2C accumulators per row (acc[2c] tokens 32c .. 32c + 15,
-// acc[2c + 1] the next 16), or with G = 1 the first 16 tokens of one chunk only (a tile of at most 16
-// tokens: the interleave's high half would be all padding). R = 1: one row's PairRecords into acc[0];
-// R = 2: SharedRecords into both rows of a pair, acc[0] and acc[1]. With few accumulators the vpdpbusd
-// chains would be latency-bound, so the records are split over S interleaved partial sums
-// (R * G * S >= 8 independent chains).
-template <int C, int G, int R, int S, class Record>
-inline void records(const Record* rec, int64_t n, const uint8_t* panel, int64_t pair_stride, __m512i (*acc)[G]) {
-    static_assert(G == 2 * C || (C == 1 && G == 1), "both halves of every chunk, or the first half of one");
-    __m512i part[S][R][G];
+// Records over C chunks of 64 tokens, G 16-token groups of each (4; or 1 or 2 in a tile of at most 16
+// or 32 tokens, where the other groups would be all padding): acc[G * c + j] holds tokens 64c + 16j ..
+// 64c + 16j + 15. With few accumulators the vpdpbusd chains would be latency-bound, so the records are
+// split over S interleaved partial sums (C * G * S >= 8 independent chains).
+// Stride: the panel's bytes per K position (tile_tokens) when known at compile time (a full tile of C
+// chunks: shifts instead of multiplies, ~1% end to end), else 0 and k_stride_rt.
+template <int C, int G, int S, int Stride>
+inline void records(const QuadRecord* rec, int64_t n, const uint8_t* panel, int64_t k_stride_rt, __m512i* acc) {
+    const int64_t k_stride = Stride ? Stride : k_stride_rt;
+    static_assert(G == 1 || G == 2 || G == 4, "1, 2 or 4 groups of a chunk");
+    constexpr int A = C * G;
+    __m512i part[S][A];
     for (int s = 0; s < S; ++s)
-        for (int r = 0; r < R; ++r)
-            for (int g = 0; g < G; ++g) part[s][r][g] = s == 0 ? acc[r][g] : _mm512_setzero_si512();
-    auto step = [&](const Record& q, __m512i (*sums)[G]) {
-        __m512i w[R];
-        if constexpr (R == 1) {
-            w[0] = _mm512_set1_epi32(q.w4);
-        } else {
-            w[0] = _mm512_set1_epi32(q.w4a);
-            w[1] = _mm512_set1_epi32(q.w4b);
-        }
-        const uint8_t* a = panel + static_cast<int64_t>(q.p1) * pair_stride;
-        const uint8_t* b = panel + static_cast<int64_t>(q.p2) * pair_stride;
+        for (int g = 0; g < A; ++g) part[s][g] = s == 0 ? acc[g] : _mm512_setzero_si512();
+    auto step = [&](const QuadRecord& q, __m512i* sums) {
+        const __m512i w = _mm512_set1_epi32(q.w4);
+        const uint8_t* pa = panel + static_cast<int64_t>(q.k[0]) * k_stride;
+        const uint8_t* pb = panel + static_cast<int64_t>(q.k[1]) * k_stride;
+        const uint8_t* pc = panel + static_cast<int64_t>(q.k[2]) * k_stride;
+        const uint8_t* pd = panel + static_cast<int64_t>(q.k[3]) * k_stride;
         for (int c = 0; c < C; ++c) {
-            const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(a + 64 * c));
-            const __m512i y = _mm512_load_si512(reinterpret_cast<const void*>(b + 64 * c));
-            const __m512i lo = _mm512_unpacklo_epi16(x, y);
-            for (int r = 0; r < R; ++r) sums[r][2 * c] = _mm512_dpbusd_epi32(sums[r][2 * c], lo, w[r]);
-            if constexpr (G > 1) {
-                const __m512i hi = _mm512_unpackhi_epi16(x, y);
-                for (int r = 0; r < R; ++r) sums[r][2 * c + 1] = _mm512_dpbusd_epi32(sums[r][2 * c + 1], hi, w[r]);
+            const __m512i a = _mm512_load_si512(reinterpret_cast<const void*>(pa + 64 * c));
+            const __m512i b = _mm512_load_si512(reinterpret_cast<const void*>(pb + 64 * c));
+            const __m512i x = _mm512_load_si512(reinterpret_cast<const void*>(pc + 64 * c));
+            const __m512i y = _mm512_load_si512(reinterpret_cast<const void*>(pd + 64 * c));
+            const __m512i ab = _mm512_unpacklo_epi8(a, b), xy = _mm512_unpacklo_epi8(x, y);
+            sums[G * c] = _mm512_dpbusd_epi32(sums[G * c], _mm512_unpacklo_epi16(ab, xy), w);
+            if constexpr (G > 1)
+                sums[G * c + 1] = _mm512_dpbusd_epi32(sums[G * c + 1], _mm512_unpackhi_epi16(ab, xy), w);
+            if constexpr (G > 2) {
+                const __m512i ab2 = _mm512_unpackhi_epi8(a, b), xy2 = _mm512_unpackhi_epi8(x, y);
+                sums[G * c + 2] = _mm512_dpbusd_epi32(sums[G * c + 2], _mm512_unpacklo_epi16(ab2, xy2), w);
+                sums[G * c + 3] = _mm512_dpbusd_epi32(sums[G * c + 3], _mm512_unpackhi_epi16(ab2, xy2), w);
             }
         }
     };
@@ -196,37 +198,33 @@ inline void records(const Record* rec, int64_t n, const uint8_t* panel, int64_t 
     for (; i + S <= n; i += S)
         for (int s = 0; s < S; ++s) step(rec[i + s], part[s]);
     for (; i < n; ++i) step(rec[i], part[0]);
-    for (int r = 0; r < R; ++r)
-        for (int g = 0; g < G; ++g) {
-            acc[r][g] = part[0][r][g];
-            for (int s = 1; s < S; ++s) acc[r][g] = _mm512_add_epi32(acc[r][g], part[s][r][g]);
-        }
+    for (int g = 0; g < A; ++g) {
+        acc[g] = part[0][g];
+        for (int s = 1; s < S; ++s) acc[g] = _mm512_add_epi32(acc[g], part[s][g]);
+    }
 }
 
-// The row block's sums for C chunks (G = 2C accumulators per row), or for the first 16 tokens (G = 1).
-template <int C, int G = 2 * C>
+// The row block's sums for C chunks of G groups each (C * G accumulators per row).
+template <int C, int G>
 void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int32_t* accbuf) {
-    constexpr int S1 = G >= 8 ? 1 : (G >= 4 ? 2 : (G >= 2 ? 4 : 8));  // one row: G * S1 >= 8 chains
-    constexpr int S2 = S1 > 1 ? S1 / 2 : 1;                             // two rows
-    const int64_t pair_stride = tile_tokens * 2;
+    constexpr int A = C * G;
+    constexpr int S = A >= 8 ? 1 : (A >= 4 ? 2 : (A >= 2 ? 4 : 8));  // A * S >= 8 chains
     for (int64_t kb = 0; kb < w.n_kblocks; ++kb) {
-        const int64_t s0 = (rb * w.n_kblocks + kb) * kRowPairs;
-        for (int64_t q = 0; q < kRowPairs; ++q) {
-            const int64_t s = s0 + q;
-            int32_t* out[2] = {accbuf + 2 * q * tile_tokens, accbuf + (2 * q + 1) * tile_tokens};
-            __m512i acc[2][G];
-            // First K block starts from zero; later ones continue the rows' sums kept in scratch.
-            for (int r = 0; r < 2; ++r)
-                for (int g = 0; g < G; ++g)
-                    acc[r][g] = kb == 0 ? _mm512_setzero_si512()
-                                        : _mm512_load_si512(reinterpret_cast<const void*>(out[r] + 16 * g));
-            records<C, G, 2, S2>(w.shared + w.seg_shared[s], static_cast<int64_t>(w.seg_shared[s + 1] - w.seg_shared[s]),
-                                 tile_panel, pair_stride, acc);
-            const uint32_t* ss = w.seg_single + 2 * s;
-            records<C, G, 1, S1>(w.single + ss[0], static_cast<int64_t>(ss[1] - ss[0]), tile_panel, pair_stride, &acc[0]);
-            records<C, G, 1, S1>(w.single + ss[1], static_cast<int64_t>(ss[2] - ss[1]), tile_panel, pair_stride, &acc[1]);
-            for (int r = 0; r < 2; ++r)
-                for (int g = 0; g < G; ++g) _mm512_store_si512(reinterpret_cast<void*>(out[r] + 16 * g), acc[r][g]);
+        const int64_t s0 = (rb * w.n_kblocks + kb) * kRowBlock;
+        for (int64_t r = 0; r < kRowBlock; ++r) {
+            const int64_t s = s0 + r;
+            int32_t* out = accbuf + r * tile_tokens;
+            __m512i acc[A];
+            // First K block starts from zero; later ones continue the row's sums kept in scratch.
+            for (int g = 0; g < A; ++g)
+                acc[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out + 16 * g));
+            const QuadRecord* rec = w.records + w.seg[s];
+            const int64_t n = static_cast<int64_t>(w.seg[s + 1] - w.seg[s]);
+            if (tile_tokens == kChunk * C)
+                records<C, G, S, kChunk * C>(rec, n, tile_panel, tile_tokens, acc);
+            else  // the last tile of a long M, shorter than the others
+                records<C, G, S, 0>(rec, n, tile_panel, tile_tokens, acc);
+            for (int g = 0; g < A; ++g) _mm512_store_si512(reinterpret_cast<void*>(out + 16 * g), acc[g]);
         }
     }
 }
@@ -236,64 +234,61 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                     int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage) {
     vnni_accumulate(w, rb, tile_panel, tile_tokens, groups, acc);
-    vnni_store(w, rb, tile_tokens, groups, tokens, m0, acc, dst, stage);
+    vnni_store(w, tile_tokens, groups, tokens, m0, acc, dst, stage);
 }
 
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc) {
-    if (groups == 1) {  // at most 16 tokens: the first half of one chunk
+    if (groups > 4)  // two chunks (a short second chunk still computes its 4 groups)
+        accumulate<2, 4>(w, rb, tile_panel, tile_tokens, acc);
+    else if (groups > 2)
+        accumulate<1, 4>(w, rb, tile_panel, tile_tokens, acc);
+    else if (groups == 2)
+        accumulate<1, 2>(w, rb, tile_panel, tile_tokens, acc);
+    else
         accumulate<1, 1>(w, rb, tile_panel, tile_tokens, acc);
-        return;
-    }
-    switch ((groups + 1) / 2) {  // whole 32-token chunks
-    case 1: accumulate<1>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 2: accumulate<2>(w, rb, tile_panel, tile_tokens, acc); break;
-    case 3: accumulate<3>(w, rb, tile_panel, tile_tokens, acc); break;
-    default: accumulate<4>(w, rb, tile_panel, tile_tokens, acc); break;
-    }
 }
 
 namespace {
 
-// The panel hand-off's epilogue (kernel.hpp): the sums are [row][token], 16 tokens per vector, so 2
-// consecutive rows are one pair of the consumer's panel. Per element the same operations as the
-// row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same bits; the two
-// rows' codes of a token are one word of a 32-bit lane (a shift and an or), and vpackusdw of the two
-// 16-token halves places each token where the consumer's interleave expects it (chunk_place).
-void store_panel(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, const int32_t* acc,
-                 const BlockOut& dst) {
-    const int32_t* slots = w.row_slot + rb * kRowBlock;
+// The panel hand-off's epilogue (kernel.hpp): the sums are [row][token], 16 tokens per vector, so a
+// row's 4 vectors of a 64-token chunk are the consumer's chunk of K position n. Per element the same
+// operations as the row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same
+// bits; vpackusdw then vpackuswb of the 4 vectors' int32 codes place each token where the consumer's
+// interleave expects it (chunk_place).
+void store_panel(const PackedView& w, int64_t tile_tokens, int64_t groups, const int32_t* acc, const BlockOut& dst) {
     const QuantParams& qp = *w.out_q;  // a panel is always u8 codes
-    const int64_t chunks = (groups + 1) / 2;
-    auto codes = [&](int64_t r, int64_t g) {  // rows past N (padding) have alpha = beta = 0: harmless codes
-        if (g == groups) return _mm512_setzero_si512();  // the padding half of the last chunk: zero codes
+    const int64_t chunks = (groups + 3) / 4;
+    for (int64_t r = 0; r < dst.cols; ++r) {
         const int64_t n = dst.row0 + r;
-        const int32_t* row = acc + static_cast<int64_t>(slots[r]) * tile_tokens;
-        const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
-        __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n]), _mm512_cvtepi32_ps(sums), _mm512_set1_ps(w.beta[n]));
-        if (w.post) y = _mm512_mul_ps(gelu16(y), _mm512_set1_ps(w.post[n]));
-        return quantize_lanes(y, qp);
-    };
-    for (int64_t r0 = 0; r0 < dst.cols; r0 += 2) {
-        // row0 is a multiple of kRowBlock, so row0 + r0 is even: pair (row0 + r0) / 2 of the consumer
-        uint8_t* pair = dst.panel + (dst.row0 + r0) / 2 * tile_tokens * 2;
+        const int32_t* row = acc + r * tile_tokens;
+        const __m512 alpha = _mm512_set1_ps(w.alpha[n]), beta = _mm512_set1_ps(w.beta[n]);
+        const __m512 post = _mm512_set1_ps(w.post ? w.post[n] : 1.0f);
+        auto codes = [&](int64_t g) {  // the groups past `groups` (padding tokens): zero codes
+            if (g >= groups) return _mm512_setzero_si512();
+            const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
+            __m512 y = _mm512_fmadd_ps(alpha, _mm512_cvtepi32_ps(sums), beta);
+            if (w.post) y = _mm512_mul_ps(gelu16(y), post);
+            return quantize_lanes(y, qp);
+        };
+        uint8_t* chunk = dst.panel + n * tile_tokens;  // K position n of the consumer, this tile
         for (int64_t c = 0; c < chunks; ++c) {
-            const __m512i lo = _mm512_or_si512(codes(r0, 2 * c), _mm512_slli_epi32(codes(r0 + 1, 2 * c), 8));
-            const __m512i hi = _mm512_or_si512(codes(r0, 2 * c + 1), _mm512_slli_epi32(codes(r0 + 1, 2 * c + 1), 8));
-            _mm512_storeu_si512(reinterpret_cast<void*>(pair + 64 * c), _mm512_packus_epi32(lo, hi));
+            const __m512i lo = _mm512_packus_epi32(codes(4 * c), codes(4 * c + 1));
+            const __m512i hi = _mm512_packus_epi32(codes(4 * c + 2), codes(4 * c + 3));
+            _mm512_store_si512(reinterpret_cast<void*>(chunk + 64 * c), _mm512_packus_epi16(lo, hi));
         }
     }
 }
 
 }  // namespace
 
-void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
+void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
                 const int32_t* acc, const BlockOut& dst, float* stage) {
     if (dst.panel) {
-        store_panel(w, rb, tile_tokens, groups, acc, dst);
+        store_panel(w, tile_tokens, groups, acc, dst);
         return;
     }
-    // Epilogue: acc is [slot][token] (row_slot maps rows to slots), out is [token][row]. Per 16 tokens:
+    // Epilogue: acc is [row][token], out is [token][row]. Per 16 tokens:
     // for each 16 rows, dequantise
     // (y = alpha[n] * acc + beta[n]) and transpose the 16x16 block in registers (64 shuffles) into a
     // small [token][row] staging tile; then copy each token's kRowBlock outputs to out as one
@@ -303,13 +298,12 @@ void vnni_store(const PackedView& w, int64_t rb, int64_t tile_tokens, int64_t gr
     // stores' cache misses serialise (measured: 3-4x slower epilogue). Long per-token runs spread the
     // stores over kRowBlock / 16 sets.
     const int64_t cols = dst.cols;
-    const int32_t* slots = w.row_slot + rb * kRowBlock;
     for (int64_t g = 0; g < groups; ++g) {
         for (int64_t r0 = 0; r0 < cols; r0 += 16) {
             const int64_t n0 = dst.row0 + r0;
             __m512 r[16];
             for (int i = 0; i < 16; ++i) {
-                const int32_t* row = acc + static_cast<int64_t>(slots[r0 + i]) * tile_tokens;
+                const int32_t* row = acc + (r0 + i) * tile_tokens;
                 const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
                 r[i] = _mm512_fmadd_ps(_mm512_set1_ps(w.alpha[n0 + i]), _mm512_cvtepi32_ps(sums),
                                        _mm512_set1_ps(w.beta[n0 + i]));

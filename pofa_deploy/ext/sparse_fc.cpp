@@ -22,7 +22,7 @@ namespace {
 
 enum Input { X = 0, VALUES, INDICES, ROW_PTR, SCALE, BIAS, FQ, N_INPUTS, POST = N_INPUTS };
 
-// 64-byte aligned scratch: every 32-token chunk of a K-pair is one aligned load (a load that splits a
+// 64-byte aligned scratch: every 64-token chunk of a K position is one aligned load (a load that splits a
 // cache line costs ~1.6x in the kernel's inner loop).
 struct AlignedFree {
     void operator()(void* p) const { ::operator delete(p, std::align_val_t(64)); }
@@ -92,7 +92,7 @@ SparseFullyConnected::Path SparseFullyConnected::choose_path() {
 
 // Everything evaluate needs that depends only on the constant inputs.
 struct Prepared {
-    int64_t K = 0, Kp = 0, n_rblocks = 0, n_kblocks = 0;
+    int64_t K = 0, n_rblocks = 0, n_kblocks = 0;
     QuantParams qp{};
     std::vector<float> alpha, beta;  // per weight row, padded by kRowBlock past N (see PackedView)
     std::vector<float> post;         // per row after a fused GELU (padded like alpha); empty without
@@ -103,15 +103,12 @@ struct Prepared {
     };
     std::vector<Block> blocks;  // the VNNI path's row blocks (n_rblocks of them)
     // VNNI layout, see PackedView in kernel.hpp
-    std::vector<SharedRecord> shared;
-    std::vector<PairRecord> single;
-    std::vector<uint32_t> seg_shared, seg_single;
-    std::vector<int32_t> row_slot;
+    std::vector<QuadRecord> records;
+    std::vector<uint32_t> seg;
 
     PackedView view() const {
-        return PackedView{shared.data(), single.data(), seg_shared.data(), seg_single.data(), row_slot.data(),
-                          alpha.data(),  beta.data(),   post.empty() ? nullptr : post.data(), nullptr,
-                          n_kblocks};
+        return PackedView{records.data(), seg.data(), alpha.data(), beta.data(),
+                          post.empty() ? nullptr : post.data(), nullptr, n_kblocks};
     }
 };
 
@@ -219,7 +216,7 @@ void SparseFullyConnected::validate_and_infer_types() {
                               "input 0 must end in ", m_in_features, ", got ", out);
     }
     if (panel_in()) {
-        const int64_t width = 2 * ((m_in_features + 1) / 2);  // whole K-pairs
+        const int64_t width = m_in_features;  // one byte per token and K position
         NODE_VALIDATION_CHECK(this, get_input_partial_shape(X).compatible(ov::PartialShape{-1, width}),
                               "input 0 (a panel) must be [tokens, ", width, "], got ", get_input_partial_shape(X));
     }
@@ -236,7 +233,7 @@ void SparseFullyConnected::validate_and_infer_types() {
                 M = out[d].is_static() ? M * out[d].get_length() : -1;
             if (M >= 0) tokens = ov::Dimension(panel_tokens(M));
         }
-        set_output_type(0, ov::element::u8, ov::PartialShape{tokens, 2 * ((m_out_features + 1) / 2)});
+        set_output_type(0, ov::element::u8, ov::PartialShape{tokens, m_out_features});
     }
     // The kernel is chosen here, i.e. when the model is read or compiled (the CPU plugin clones the
     // op, which validates again), not in evaluate: a bad POFA_SPARSE_KERNEL then fails compile_model
@@ -271,129 +268,37 @@ bool SparseFullyConnected::has_evaluate() const {
 
 namespace {
 
-// One nonempty K-pair of a row: its index and its 2 weights (byte 0: K position 2p).
-struct Pair {
-    int32_t p, w2;
-};
-
-int32_t w4_of(const Pair& a, int32_t b_w2) {
-    return static_cast<int32_t>(static_cast<uint32_t>(a.w2) | (static_cast<uint32_t>(b_w2) << 16));
-}
-
-// One row's own pairs of one K block as records, two per record; the odd one out with itself.
-void own_records(const std::vector<Pair>& pairs, std::vector<PairRecord>& out) {
-    for (size_t i = 0; i < pairs.size(); i += 2) {
-        const bool alone = i + 1 == pairs.size();
-        out.push_back(PairRecord{pairs[i].p, alone ? pairs[i].p : pairs[i + 1].p,
-                                 w4_of(pairs[i], alone ? 0 : pairs[i + 1].w2)});
-    }
-}
-
-// Pair the rows of a block greedily by shared nonempty K-pairs (bitset AND + popcount): the row with
-// the most pairs first, with the unpaired row that shares the most with it. Deterministic. Returns the
-// block's rows (positions within the block) in slot order: slot 2q and 2q + 1 are row pair q.
-std::vector<int64_t> pair_rows(const std::vector<std::vector<Pair>>& rows, int64_t Kp) {
-    const int64_t words = (Kp + 63) / 64;
-    std::vector<uint64_t> bits(static_cast<size_t>(kRowBlock * words), 0);
-    for (int64_t r = 0; r < kRowBlock; ++r)
-        for (const Pair& q : rows[r]) bits[r * words + q.p / 64] |= uint64_t{1} << (q.p % 64);
-    std::vector<int64_t> order(kRowBlock);
-    for (int64_t r = 0; r < kRowBlock; ++r) order[r] = r;
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return rows[a].size() > rows[b].size(); });
-    std::vector<bool> used(static_cast<size_t>(kRowBlock), false);
-    std::vector<int64_t> slots;
-    for (const int64_t a : order) {
-        if (used[a]) continue;
-        used[a] = true;
-        int64_t best = -1, best_shared = -1;
-        for (int64_t b = 0; b < kRowBlock; ++b) {
-            if (used[b]) continue;
-            int64_t common = 0;
-            for (int64_t wd = 0; wd < words; ++wd) common += __builtin_popcountll(bits[a * words + wd] & bits[b * words + wd]);
-            if (common > best_shared) best_shared = common, best = b;
-        }
-        used[best] = true;
-        slots.push_back(a);
-        slots.push_back(best);
-    }
-    return slots;
-}
-
-// The VNNI kernel's records (PackedView in kernel.hpp) from the CSR weights.
+// The VNNI kernel's records (PackedView in kernel.hpp) from the CSR weights: per row block, K block and
+// row, the row's nonzeros in that K block four per record, in K order; the last record of a segment
+// repeats its first position with zero weights where fewer than 4 are left.
 void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, const int32_t* row_ptr) {
-    // K blocks of 128 pairs: for a 128-token tile the block's activations are 128 * 128 * 2 = 32 KiB,
-    // which stays in L1 (48 KiB) while the row block's rows walk over it (each row touches ~1/5 of it at
-    // 90% sparsity). Measured with K-quads, which had the same slice size, on a 2-core AVX-512 VNNI
-    // EPYC: half as large is slower (sums reloaded more often), 1.5x as large no faster, and with the panel made
-    // fully L1-resident the kernel ran no faster.
-    constexpr int64_t kp_block = 128;
-    p.n_kblocks = (p.Kp + kp_block - 1) / kp_block;
-    const int64_t n_seg = p.n_rblocks * p.n_kblocks * kRowPairs;
-    p.seg_shared.assign(static_cast<size_t>(n_seg + 1), 0);
-    p.seg_single.assign(static_cast<size_t>(2 * n_seg + 1), 0);
-    p.row_slot.assign(static_cast<size_t>(p.n_rblocks * kRowBlock), 0);
+    p.n_kblocks = (p.K + kKBlock - 1) / kKBlock;
+    p.seg.assign(static_cast<size_t>(p.n_rblocks * p.n_kblocks * kRowBlock + 1), 0);
     int64_t s = 0;
-    std::vector<Pair> both, only_a, only_b;  // both: row A's weights; both_b: row B's for the same pairs
-    std::vector<int32_t> both_b;
     for (int64_t rb = 0; rb < p.n_rblocks; ++rb) {
-        // Each row's nonempty K-pairs (a row's indices are sorted, so a pair's nonzeros are adjacent);
-        // a block's padding rows have none.
-        std::vector<std::vector<Pair>> rows(kRowBlock);
-        for (int64_t r = 0; r < p.blocks[rb].cols; ++r) {
-            const int64_t n = p.blocks[rb].row0 + r;
-            for (int32_t i = row_ptr[n]; i < row_ptr[n + 1]; ++i) {
-                const int32_t pi = indices[i] / 2, lane = indices[i] % 2;
-                if (rows[r].empty() || rows[r].back().p != pi) rows[r].push_back(Pair{pi, 0});
-                rows[r].back().w2 |= static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * lane));
-            }
-        }
-        const std::vector<int64_t> slots = pair_rows(rows, p.Kp);
-        for (int64_t slot = 0; slot < kRowBlock; ++slot) p.row_slot[rb * kRowBlock + slots[slot]] = static_cast<int32_t>(slot);
-        std::vector<size_t> next(kRowBlock, 0);  // each row's first pair not yet placed
+        std::vector<int32_t> next(kRowBlock, 0);  // each row's first nonzero not yet placed (CSR index)
+        for (int64_t r = 0; r < p.blocks[rb].cols; ++r) next[r] = row_ptr[p.blocks[rb].row0 + r];
         for (int64_t kb = 0; kb < p.n_kblocks; ++kb) {
-            const int32_t p_end = static_cast<int32_t>((kb + 1) * kp_block);
-            for (int64_t q = 0; q < kRowPairs; ++q, ++s) {
-                const int64_t row_a = slots[2 * q], row_b = slots[2 * q + 1];
-                const auto& pa = rows[row_a];
-                const auto& pb = rows[row_b];
-                size_t ia = next[row_a], ib = next[row_b];
-                both.clear();
-                both_b.clear();
-                only_a.clear();
-                only_b.clear();
-                while ((ia < pa.size() && pa[ia].p < p_end) || (ib < pb.size() && pb[ib].p < p_end)) {
-                    const bool a_in = ia < pa.size() && pa[ia].p < p_end, b_in = ib < pb.size() && pb[ib].p < p_end;
-                    if (a_in && (!b_in || pa[ia].p < pb[ib].p)) {
-                        only_a.push_back(pa[ia++]);
-                    } else if (b_in && (!a_in || pb[ib].p < pa[ia].p)) {
-                        only_b.push_back(pb[ib++]);
-                    } else {
-                        both.push_back(pa[ia++]);
-                        both_b.push_back(pb[ib++].w2);
+            const int64_t k_end = (kb + 1) * kKBlock;
+            for (int64_t r = 0; r < kRowBlock; ++r, ++s) {
+                p.seg[s] = static_cast<uint32_t>(p.records.size());
+                if (r >= p.blocks[rb].cols) continue;  // a short block's padding rows: no records
+                const int32_t end = row_ptr[p.blocks[rb].row0 + r + 1];
+                int32_t& i = next[r];
+                while (i < end && indices[i] < k_end) {
+                    QuadRecord q{{indices[i], indices[i], indices[i], indices[i]}, 0};
+                    uint32_t w4 = 0;
+                    for (int j = 0; j < 4 && i < end && indices[i] < k_end; ++j, ++i) {
+                        q.k[j] = indices[i];
+                        w4 |= static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * j);
                     }
+                    q.w4 = static_cast<int32_t>(w4);
+                    p.records.push_back(q);
                 }
-                next[row_a] = ia;
-                next[row_b] = ib;
-                // An odd shared pair goes to both rows' own lists (a shared record needs two pairs).
-                if (both.size() % 2) {
-                    only_a.push_back(both.back());
-                    only_b.push_back(Pair{both.back().p, both_b.back()});
-                    both.pop_back();
-                    both_b.pop_back();
-                }
-                p.seg_shared[s] = static_cast<uint32_t>(p.shared.size());
-                for (size_t i = 0; i < both.size(); i += 2)
-                    p.shared.push_back(SharedRecord{both[i].p, both[i + 1].p, w4_of(both[i], both[i + 1].w2),
-                                                    w4_of(Pair{both[i].p, both_b[i]}, both_b[i + 1])});
-                p.seg_single[2 * s] = static_cast<uint32_t>(p.single.size());
-                own_records(only_a, p.single);
-                p.seg_single[2 * s + 1] = static_cast<uint32_t>(p.single.size());
-                own_records(only_b, p.single);
             }
         }
     }
-    p.seg_shared[s] = static_cast<uint32_t>(p.shared.size());
-    p.seg_single[2 * s] = static_cast<uint32_t>(p.single.size());
+    p.seg[s] = static_cast<uint32_t>(p.records.size());
 }
 
 }  // namespace
@@ -403,7 +308,6 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
         auto p = std::make_shared<Prepared>();
         const int64_t K = m_in_features, N = m_out_features;
         p->K = K;
-        p->Kp = (K + 1) / 2;
         const auto& tv = inputs[VALUES];
         const auto& ti = inputs[INDICES];
         const auto& tr = inputs[ROW_PTR];
@@ -433,7 +337,6 @@ const Prepared& SparseFullyConnected::prepare(const ov::TensorVector& inputs) co
                 p->blocks.push_back({row0 + r, std::min(kRowBlock, width - r), out});
         }
         p->n_rblocks = static_cast<int64_t>(p->blocks.size());
-        const int64_t n_pad = p->n_rblocks * kRowBlock;  // row positions rb * kRowBlock + r
         // Per weight row; kRowBlock more, read (and not written out) for a short block's padding rows.
         p->alpha.assign(N + kRowBlock, 0.0f);
         p->beta.assign(N + kRowBlock, 0.0f);
@@ -485,10 +388,10 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         out_shape.back() = static_cast<size_t>(p.split_n[o]);
         outputs[o].set_shape(out_shape);
     }
-    const int64_t N = p.split_n[0], Np = (N + 1) / 2;  // (a panel output is the op's only output)
-    if (pout) outputs[0].set_shape({static_cast<size_t>(panel_tokens(M)), static_cast<size_t>(2 * Np)});
+    const int64_t N = p.split_n[0];  // (a panel output is the op's only output)
+    if (pout) outputs[0].set_shape({static_cast<size_t>(panel_tokens(M)), static_cast<size_t>(N)});
     if (pin)
-        OPENVINO_ASSERT(static_cast<int64_t>(x.get_size()) == panel_tokens(M) * 2 * p.Kp,
+        OPENVINO_ASSERT(static_cast<int64_t>(x.get_size()) == panel_tokens(M) * p.K,
                         "SparseFullyConnected: the panel input does not hold ", M, " tokens");
     if (M == 0) return true;
     // f32 or u8 on each side (the u8 hand-off, kernel.hpp); exactly one of xd / xu8 is set, and of
@@ -499,7 +402,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     for (size_t o = 0; o < n_out && !m_output_levels; ++o) yd[o] = outputs[o].data<float>();
     uint8_t* yu8 = m_output_levels ? outputs[0].data<uint8_t>() : nullptr;
     const QuantParams* out_q = m_output_levels ? &p.out_q : nullptr;
-    const int64_t K = p.K, Kp = p.Kp;
+    const int64_t K = p.K;
     const int threads = std::max(1, parallel_get_max_threads());
 
     if (m_path == Path::Generic) {
@@ -537,12 +440,12 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         return true;
     }
 
-    // VNNI path. Tokens in tiles of up to 128 (4 chunks of 32); the quantised activations of all
+    // VNNI path. Tokens in tiles of up to 128 (2 chunks of 64); the quantised activations of all
     // tiles are packed once per call into the 64-byte aligned panel (kernel.hpp has the layout).
     const int64_t chunks_total = (M + kChunk - 1) / kChunk;
     const int64_t tile_tokens = panel_tile_tokens(M);
     const int64_t n_tiles = panel_tokens(M) / tile_tokens;
-    const size_t tile_bytes = static_cast<size_t>(Kp * tile_tokens * 2);
+    const size_t tile_bytes = static_cast<size_t>(K * tile_tokens);
     // The panel is per calling thread (the CPU plugin may run several streams through this op at once)
     // and grow-only: allocating it per call costs a page-mapping round trip once it passes malloc's
     // mmap threshold (128 KiB), i.e. for a few hundred tokens. A panel input is used where it lies when
@@ -558,15 +461,15 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     uint8_t* const own = panel_buf.get();  // the calling thread's (a worker's thread_local is another)
     if (pin && !in_place) std::memcpy(own, xu8, need);
     const uint8_t* const panel_ptr = in_place ? xu8 : own;
-    // Quantise and pack in runs of whole 32-token chunks (the last chunk is zero-padded).
+    // Quantise and pack in runs of whole 64-token chunks (the last chunk is zero-padded).
     const int64_t run = std::max<int64_t>(1, (chunks_total + threads - 1) / threads);
     if (!pin) ov::parallel_for((chunks_total + run - 1) / run, [&](size_t c) {
         const int64_t b = static_cast<int64_t>(c) * run;
         const int64_t e = std::min(chunks_total, b + run);
         if (xu8)
-            vnni_pack_u8(xu8, M, K, Kp, b, e, tile_tokens, own);
+            vnni_pack_u8(xu8, M, K, b, e, tile_tokens, own);
         else
-            vnni_quantize(xd, M, K, Kp, b, e, tile_tokens, p.qp, own);
+            vnni_quantize(xd, M, K, b, e, tile_tokens, p.qp, own);
     });
     PackedView view = p.view();
     view.out_q = out_q;
@@ -589,7 +492,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
         float* f32 = yd[block.out];
         const BlockOut dst{block.row0, block.cols, p.split_n[block.out], f32 ? f32 + col0 : nullptr,
                            yu8 ? yu8 + col0 : nullptr,
-                           pout ? yu8 + t * Np * tile_tokens * 2 : nullptr};
+                           pout ? yu8 + t * N * tile_tokens : nullptr};
         vnni_row_block(view, rb, panel_ptr + tile_bytes * static_cast<size_t>(t), tile_tokens, groups, tokens, m0,
                        acc, dst, stage);
     });
