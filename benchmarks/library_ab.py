@@ -46,9 +46,10 @@ def main() -> int:
     if args.child:
         child(args.out, args.batch, args.seq_len, args.threads, args.iters)
         return 0
-    libs = dict(spec.split("=", 1) for spec in args.libs)
-    if len(libs) < 2 or any("=" not in spec for spec in args.libs):
+    labels = [spec.split("=", 1)[0] for spec in args.libs if "=" in spec]
+    if len(labels) != len(args.libs) or len(set(labels)) != len(labels) or len(labels) < 2:
         sys.exit("--libs: give two or more LABEL=PATH, with distinct labels")
+    libs = dict(spec.split("=", 1) for spec in args.libs)
     for label, path in libs.items():
         if not Path(path).is_file():
             sys.exit(f"--libs: {label}={path} is not a file; build the library first")
@@ -56,11 +57,9 @@ def main() -> int:
     order = list(libs)
     for rnd in range(args.rounds):
         for label in order if rnd % 2 == 0 else order[::-1]:
-            cmd = [sys.executable, __file__, str(args.out), "-b", str(args.batch), "--seq-len", str(args.seq_len),
-                   "-t", str(args.threads), "--iters", str(args.iters), "--isa", args.isa, "--child",
-                   "--libs", *args.libs]
-            run = subprocess.run(cmd, env={**os.environ, "POFA_SPARSE_EXT": str(Path(libs[label]).resolve())},
-                                 capture_output=True, text=True, check=True)
+            env = {**os.environ, "POFA_SPARSE_EXT": str(Path(libs[label]).resolve())}
+            run = subprocess.run([sys.executable, *sys.argv, "--child"], env=env, capture_output=True, text=True,
+                                 check=True)
             ms = json.loads(run.stdout.strip().splitlines()[-1])
             for name, value in ms.items():
                 per_round[label][name].append(value)

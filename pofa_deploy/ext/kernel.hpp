@@ -47,8 +47,8 @@ struct QuantParams {
 // Rows are grouped in blocks of kRowBlock (one work item = one row block x one token tile); a block holds
 // consecutive weight rows of one output (with several outputs, see out_splits in sparse_fc.hpp, each
 // output's rows start a new block, so the last block of each may be short); K is split in blocks of
-// kKBlock positions so that the activation panel slice of one K block stays in L1 while every row of a
-// row block walks over it. A row's int32 sums live in registers within a K block and in a per-thread
+// kKBlock positions so that the activation panel slice of one K block stays in cache (see kKBlock) while
+// every row of a row block walks over it. A row's int32 sums live in registers within a K block and in a per-thread
 // scratch ([row][token]) between K blocks.
 //
 // Per (row block rb, K block kb, row r of the block), with s = (rb * n_kblocks + kb) * kRowBlock + r:
