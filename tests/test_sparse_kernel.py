@@ -453,6 +453,14 @@ def test_rank2_input_and_bad_kernel_env(ext_lib, tmp_path, monkeypatch):
     monkeypatch.setenv("POFA_SPARSE_KERNEL", "fastest")
     with pytest.raises(Exception, match="POFA_SPARSE_KERNEL must be auto, generic or vnni"):
         _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
+    # forcing the VNNI kernel: it runs where the CPU has AVX-512 VNNI, and is refused by name elsewhere
+    monkeypatch.setenv("POFA_SPARSE_KERNEL", "vnni")
+    if HAS_VNNI:
+        forced = _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
+        np.testing.assert_allclose(forced(xs)[0], ref, rtol=1e-5, atol=1e-5)
+    else:
+        with pytest.raises(Exception, match="POFA_SPARSE_KERNEL=vnni but this CPU has no AVX-512 VNNI"):
+            _roundtrip(ov.Model([node.output(0)], [x]), ext_lib, tmp_path, 1)
 
 
 def test_malformed_compressed_weights_fail_when_read(ext_lib, tmp_path):
