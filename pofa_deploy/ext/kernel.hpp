@@ -30,9 +30,10 @@ namespace pofa {
 // One record of a row: K positions k[0..3] and their 4 i8 weights, little-endian in that order. A row's
 // last record in a K block repeats its first position with zero weights where fewer than 4 are left.
 struct QuadRecord {
-    int32_t k[4];
+    uint16_t k[4];  // K positions within the record's K block (kKBlock <= 65536); read as one 64-bit load
     int32_t w4;
 };
+static_assert(sizeof(QuadRecord) == 12, "12 bytes per record (20 with int32 positions, before session 11)");
 
 // Activation quantisation, the FakeQuantize the op replaces, in the form the CPU plugin computes it:
 // q = round_half_even(clamp(x * scale + shift, 0, levels - 1)).
@@ -75,6 +76,7 @@ constexpr int64_t kMaxChunks = 2;   // chunks per tile: 2 x 64 = 128 tokens, 8 a
 // touches only its 4 positions' chunks per record). Measured there, DistilBERT 1 x 128 end to end
 // (benchmarks/library_ab.py, interleaved): 512 1.02x faster than 256, 128 0.89x (more sums reloaded).
 constexpr int64_t kKBlock = 512;
+static_assert(kKBlock <= 65536, "a record's positions are 16-bit offsets within its K block");
 
 // Fused GELU (activation "gelu_erf"): y = gelu(alpha * sum + beta) * post[n], where post is the per-
 // channel Multiply that follows the Gelu in NNCF's graph (its smooth-quant scale, or ones). Why fuse:

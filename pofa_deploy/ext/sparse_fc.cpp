@@ -279,17 +279,18 @@ void pack_records(Prepared& p, const int8_t* values, const int32_t* indices, con
         std::vector<int32_t> next(kRowBlock, 0);  // each row's first nonzero not yet placed (CSR index)
         for (int64_t r = 0; r < p.blocks[rb].cols; ++r) next[r] = row_ptr[p.blocks[rb].row0 + r];
         for (int64_t kb = 0; kb < p.n_kblocks; ++kb) {
-            const int64_t k_end = (kb + 1) * kKBlock;
+            const int64_t k_begin = kb * kKBlock, k_end = k_begin + kKBlock;
             for (int64_t r = 0; r < kRowBlock; ++r, ++s) {
                 p.seg[s] = static_cast<uint32_t>(p.records.size());
                 if (r >= p.blocks[rb].cols) continue;  // a short block's padding rows: no records
                 const int32_t end = row_ptr[p.blocks[rb].row0 + r + 1];
                 int32_t& i = next[r];
                 while (i < end && indices[i] < k_end) {
-                    QuadRecord q{{indices[i], indices[i], indices[i], indices[i]}, 0};
+                    const auto first = static_cast<uint16_t>(indices[i] - k_begin);
+                    QuadRecord q{{first, first, first, first}, 0};
                     uint32_t w4 = 0;
                     for (int j = 0; j < 4 && i < end && indices[i] < k_end; ++j, ++i) {
-                        q.k[j] = indices[i];
+                        q.k[j] = static_cast<uint16_t>(indices[i] - k_begin);
                         w4 |= static_cast<uint32_t>(static_cast<uint8_t>(values[i])) << (8 * j);
                     }
                     q.w4 = static_cast<int32_t>(w4);
