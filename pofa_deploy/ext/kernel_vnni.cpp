@@ -175,8 +175,8 @@ inline void records(const QuadRecord* rec, int64_t n, const uint8_t* panel, int6
     auto step = [&](const QuadRecord& q, __m512i* sums) {
         const __m512i w = _mm512_set1_epi32(q.w4);
         // The 4 positions with one 64-bit load, split with shifts: the load ports, not the ALUs, are
-        // what this loop runs out of (4 16-bit loads: 1.07x more time at 128 tokens, 1.16x at 16, in
-        // a standalone loop). The empty asm stops GCC from narrowing it back into 4 loads.
+        // what this loop runs out of (4 16-bit loads: 1.07x more time at 128 tokens, 1.14-1.17x at 16,
+        // in a standalone loop). The empty asm stops GCC from narrowing it back into 4 loads.
         uint64_t ks;
         __builtin_memcpy(&ks, q.k, sizeof(ks));
         asm("" : "+r"(ks));
