@@ -35,6 +35,18 @@ def _core(lib: Path):
     return core
 
 
+def _refused_when_read(lib: Path, tmp_path: Path, inputs, attrs: dict, params, match: str, exc=Exception):
+    """A SparseFullyConnected built from `inputs` with `attrs`, saved in a model whose parameters are
+    `params`: reading that model back must fail with `match` (the op's own validation)."""
+    import openvino as ov
+
+    bad = sk.op_class()(inputs, attrs)
+    xml = tmp_path / "bad.xml"
+    ov.save_model(ov.Model(list(bad.outputs()), list(params)), str(xml), compress_to_fp16=False)
+    with pytest.raises(exc, match=match):
+        _core(lib).read_model(str(xml))
+
+
 def _reference(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray, fq: np.ndarray,
                levels: int) -> np.ndarray:
     """FakeQuantize -> dequantised i8 MatMul -> bias, in float64, quantising like the op (float32 fma,
@@ -167,13 +179,8 @@ def test_bad_out_splits_fail_when_read(ext_lib, tmp_path, widths, attrs, message
     model, _ = _stacked(np.random.default_rng(1), 32, [110], **attrs)
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
     extra = [ov.op.Constant(np.array([-1, 1, -1, 1], np.float32)).output(0)] if attrs else []
-    bad = sk.op_class()([*(op.input_value(i) for i in range(op.get_input_size())), *extra],
-                        {**op.get_attributes(), "out_splits": widths})
-    xml = tmp_path / "bad.xml"
-    ov.save_model(ov.Model(list(bad.outputs()), [p for p in model.get_parameters()]), str(xml),
-                  compress_to_fp16=False)
-    with pytest.raises(RuntimeError, match=message):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [*(op.input_value(i) for i in range(op.get_input_size())), *extra],
+                       {**op.get_attributes(), "out_splits": widths}, model.get_parameters(), message, RuntimeError)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -276,24 +283,18 @@ def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path
 
 
 def test_u8_handoff_attributes_are_checked(ext_lib, tmp_path):
-    import openvino as ov
 
     model = _chain(np.random.default_rng(5), 32, 16, 8, False, "rows")
     a = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
-    bad = sk.op_class()([i.get_source_output() for i in a.inputs()],
-                        {"in_features": 32, "out_features": 16, "levels": 256, "output_levels": 300})
-    xml = tmp_path / "bad.xml"
-    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match=r"output_levels must be 0 \(f32 output\) or in \[2, 256\]"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in a.inputs()],
+                       {"in_features": 32, "out_features": 16, "levels": 256, "output_levels": 300},
+                       model.get_parameters(), r"output_levels must be 0 \(f32 output\) or in \[2, 256\]")
     # a consumer declared input_u8 but fed f32
     model = _chain(np.random.default_rng(5), 32, 16, 8, False, None)
     b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
-    bad = sk.op_class()([i.get_source_output() for i in b.inputs()],
-                        {"in_features": 16, "out_features": 8, "levels": 256, "input_u8": True})
-    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match="input 0 must be u8"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in b.inputs()],
+                       {"in_features": 16, "out_features": 8, "levels": 256, "input_u8": True},
+                       model.get_parameters(), "input 0 must be u8")
 
 
 @pytest.mark.parametrize(("layouts", "message"), [
@@ -325,45 +326,33 @@ def test_panel_input_shape_is_checked(ext_lib, tmp_path):
     model = _chain(np.random.default_rng(5), 32, 17, 8, False, "panel")  # 17 rows: the panel is 17 wide
     b = [op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE][1]
     codes = ops.parameter([-1, 18], ov.Type.u8, name="codes")  # one too wide
-    bad = sk.op_class()([codes.output(0), *(b.input_value(i) for i in range(1, b.get_input_size()))],
-                        b.get_attributes())
-    xml = tmp_path / "bad.xml"
-    ov.save_model(ov.Model([bad.output(0)], [codes, *model.get_parameters()]), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match=r"input 0 \(a panel\) must be \[tokens, 17\]"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path,
+                       [codes.output(0), *(b.input_value(i) for i in range(1, b.get_input_size()))],
+                       b.get_attributes(), [codes, *model.get_parameters()],
+                       r"input 0 \(a panel\) must be \[tokens, 17\]")
 
 
 def test_panel_without_u8_is_refused(ext_lib, tmp_path):
-    import openvino as ov
 
     model, _ = _layer(np.random.default_rng(2), 32, 16, 0.9)
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
-    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
-                        {"in_features": 32, "out_features": 16, "levels": 256, "handoff": "panel"})
-    xml = tmp_path / "bad.xml"
-    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match="handoff panel needs a u8 input"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in op.inputs()],
+                       {"in_features": 32, "out_features": 16, "levels": 256, "handoff": "panel"},
+                       model.get_parameters(), "handoff panel needs a u8 input")
 
 
 def test_bad_activation_fails_when_read(ext_lib, tmp_path):
-    import openvino as ov
 
     rng = np.random.default_rng(2)
     model, _ = _layer(rng, 32, 16, 0.9)
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
-    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
-                        {"in_features": 32, "out_features": 16, "levels": 256, "activation": "relu"})
-    xml = tmp_path / "bad.xml"
-    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match="activation must be none or gelu_erf"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in op.inputs()],
+                       {"in_features": 32, "out_features": 16, "levels": 256, "activation": "relu"},
+                       model.get_parameters(), "activation must be none or gelu_erf")
     # gelu_erf without its post-scale input
-    bad = sk.op_class()([i.get_source_output() for i in op.inputs()],
-                        {"in_features": 32, "out_features": 16, "levels": 256, "activation": "gelu_erf"})
-    ov.save_model(ov.Model([bad.output(0)], model.get_parameters()), str(xml), compress_to_fp16=False)
-    with pytest.raises(Exception, match="expects 8 inputs with activation gelu_erf"):
-        _core(ext_lib).read_model(str(xml))
+    _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in op.inputs()],
+                       {"in_features": 32, "out_features": 16, "levels": 256, "activation": "gelu_erf"},
+                       model.get_parameters(), "expects 8 inputs with activation gelu_erf")
 
 
 @pytest.mark.parametrize("fq,levels", [((0.0, 2.0, 0.0, 2.0), 256), ((-0.5, 3.0, -0.4, 2.5), 256),

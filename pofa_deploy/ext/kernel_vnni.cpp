@@ -223,6 +223,7 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
     constexpr int S = A >= 8 ? 1 : (A >= 4 ? 2 : (A >= 2 ? 4 : 8));  // A * S >= 8 chains
     for (int64_t kb = 0; kb < w.n_kblocks; ++kb) {
         const int64_t s0 = (rb * w.n_kblocks + kb) * kRowBlock;
+        const uint8_t* block_panel = tile_panel + kb * kKBlock * tile_tokens;  // records count from here
         for (int64_t r = 0; r < kRowBlock; ++r) {
             const int64_t s = s0 + r;
             int32_t* out = accbuf + r * tile_tokens;
@@ -231,7 +232,6 @@ void accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int6
             for (int g = 0; g < A; ++g)
                 acc[g] = kb == 0 ? _mm512_setzero_si512() : _mm512_load_si512(reinterpret_cast<const void*>(out + 16 * g));
             const QuadRecord* rec = w.records + w.seg[s];
-            const uint8_t* block_panel = tile_panel + kb * kKBlock * tile_tokens;  // records index within the K block
             const int64_t n = static_cast<int64_t>(w.seg[s + 1] - w.seg[s]);
             if (tile_tokens == kChunk * C)
                 records<C, G, S, kChunk * C>(rec, n, block_panel, tile_tokens, acc);
