@@ -371,6 +371,10 @@ def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatc
     rng = np.random.default_rng(3)
     model, _ = _layer(rng, 300, 200, 0.9)
     x = rng.standard_normal((4, 67, 300)).astype(np.float32)
+    # values the quantisation must clamp the same way on both paths (the VNNI packing leaves the lower
+    # clamp to its saturating packs): NaN and infinities, out of int32 range, negative ties
+    x[0, :3, :8] = [np.nan, np.inf, -np.inf, 3e9, -3e9, 1e30, -1e30, -0.0]
+    x[1, 5, :] = np.nan
     out = _on_both_kernels(model, x, ext_lib, tmp_path, monkeypatch)
     assert np.array_equal(out["generic"], out["vnni"])
 

@@ -60,14 +60,37 @@ inline __m512 gelu16(__m512 x) {
 
 namespace {
 
-// The panel packing of vnni_quantize and vnni_pack_u8: 16 u8 codes per token and 16-K step come from
-// code(token, k, mask) (quantised floats, or a load of codes a producer op already wrote).
-template <class Codes>
+// 16 floats -> 16 codes in int32 lanes: the FakeQuantize as the CPU plugin computes it (see QuantParams).
+inline __m512i quantize_lanes(__m512 v, const QuantParams& qp) {
+    // Clamp in float before the conversion (an out-of-range float converts to INT_MIN); max(v, 0)
+    // returns 0 for NaN, like the portable path.
+    v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(qp.scale), _mm512_set1_ps(qp.shift)),
+                                    _mm512_setzero_ps()),
+                      _mm512_set1_ps(qp.qmax));
+    return _mm512_cvtps_epi32(v);  // round half to even (MXCSR default)
+}
+
+// The same as 16 bytes.
+inline __m128i quantize16(__m512 v, const QuantParams& qp) {
+    return _mm512_cvtusepi32_epi8(quantize_lanes(v, qp));
+}
+
+// quantize_lanes for int32 lanes that then go through vpackusdw and vpackuswb (signed to unsigned
+// saturation): the packs clamp below 0, so only the upper clamp is done in float. The codes are the same:
+// a negative value converts to a negative int32 (or INT_MIN when huge) and packs to 0; NaN converts to
+// INT_MIN and packs to 0 (min with NaN as its second operand returns the NaN); qmax <= 255 (levels <=
+// 256, checked by the op) so what the upper clamp lets through survives both packs.
+inline __m512i quantize_lanes_for_packs(__m512 v, const QuantParams& qp) {
+    const __m512 y = _mm512_fmadd_ps(v, _mm512_set1_ps(qp.scale), _mm512_set1_ps(qp.shift));
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(qp.qmax), y));
+}
+
+// The panel packing of vnni_quantize and vnni_pack_u8. quads(tok, k, mask, n) gives, for the n (1 to 4)
+// tokens tok .. tok + n - 1 and the K positions k .. k + 15 that `mask` selects, one vector whose 128-bit
+// lane l holds K-quad l of the 4 tokens: dword i = token tok + i's codes of K 4l .. 4l + 3 (0 past n).
+template <class Quads>
 void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens, uint8_t* panel,
-                const Codes& code) {
-    // Within 4 tokens packed as [t0 | t1 | t2 | t3] (one 128-bit lane = 16 K of one token), gather
-    // K-quad l of the 4 tokens into lane l.
-    const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+                const Quads& quads) {
     // Per 128-bit lane, 4 tokens x 4 K token-major (byte 4d + b: token d, K b) to K-major (byte 4b + d).
     const __m512i k_major = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     for (int64_t c = c_begin; c < c_end; ++c) {
@@ -83,30 +106,32 @@ void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t ti
             // group g (tokens 16g .. 16g + 15): part[g][j], lane L, dword b = K position 4j + b of tokens
             // 16g + 4L .. 16g + 4L + 3 (one byte each)
             __m512i part[4][4];
-            for (int g = 0; g < 4; ++g) {
-                if (16 * g >= valid) {
-                    for (int j = 0; j < 4; ++j) part[g][j] = _mm512_setzero_si512();
-                    continue;
+            // by_token[a]: tokens 16g + 4a .. 16g + 4a + 3, lane l = their K-quad l (see quads)
+            auto regroup = [&](int g, const __m512i by_token[4]) {
+                __m512i q4[4];  // q4[j], dword i: token 16g + i's K-quad j (tokens in order)
+                transpose_lanes(by_token, q4);
+                for (int j = 0; j < 4; ++j) part[g][j] = _mm512_shuffle_epi8(q4[j], k_major);
+            };
+            if (valid == kChunk) {
+                // A full chunk as straight-line code. With the per-token checks of a short chunk in the
+                // loop, GCC 12 neither unrolls it nor keeps part[][] in registers: 1.6x more time for the
+                // whole packing (standalone loop, 64 tokens x 768 K, 2-core AVX-512 EPYC).
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; ++g) {
+                    __m512i by_token[4];
+#pragma GCC unroll 4
+                    for (int a = 0; a < 4; ++a) by_token[a] = quads(m + 16 * g + 4 * a, k, mask, 4);
+                    regroup(g, by_token);
                 }
-                __m512i by_token[4];  // [token 4a | 4a+1 | 4a+2 | 4a+3], lanes regrouped by quad
-                for (int a = 0; a < 4; ++a) {
-                    __m512i packed = _mm512_setzero_si512();
-                    for (int i = 0; i < 4; ++i) {
-                        const int64_t tok = 16 * g + 4 * a + i;
-                        __m128i q = _mm_setzero_si128();
-                        if (tok < valid) q = code(m + tok, k, mask);
-                        switch (i) {  // the lane must be a constant; the loop is unrolled
-                        case 0: packed = _mm512_inserti32x4(packed, q, 0); break;
-                        case 1: packed = _mm512_inserti32x4(packed, q, 1); break;
-                        case 2: packed = _mm512_inserti32x4(packed, q, 2); break;
-                        default: packed = _mm512_inserti32x4(packed, q, 3); break;
-                        }
+            } else {
+                for (int g = 0; g < 4; ++g) {
+                    __m512i by_token[4];
+                    for (int a = 0; a < 4; ++a) {
+                        const int64_t n = valid - (16 * g + 4 * a);
+                        by_token[a] = n <= 0 ? _mm512_setzero_si512() : quads(m + 16 * g + 4 * a, k, mask, n < 4 ? n : 4);
                     }
-                    by_token[a] = _mm512_permutexvar_epi32(by_quad, packed);
+                    regroup(g, by_token);
                 }
-                __m512i quads[4];  // quads[j], dword i: token 16g + i's K-quad j (tokens in order)
-                transpose_lanes(by_token, quads);
-                for (int j = 0; j < 4; ++j) part[g][j] = _mm512_shuffle_epi8(quads[j], k_major);
             }
             // The chunk of K position 4j + b holds, in lane L, dword g = part[g][j] lane L dword b (token
             // 16g + 4L + d at byte 16L + 4g + d): a 4 x 4 dword transpose within each lane.
@@ -125,34 +150,38 @@ void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t ti
     }
 }
 
-// 16 floats -> 16 codes in int32 lanes: the FakeQuantize as the CPU plugin computes it (see QuantParams).
-inline __m512i quantize_lanes(__m512 v, const QuantParams& qp) {
-    // Clamp in float before the conversion (an out-of-range float converts to INT_MIN); max(v, 0)
-    // returns 0 for NaN, like the portable path.
-    v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(v, _mm512_set1_ps(qp.scale), _mm512_set1_ps(qp.shift)),
-                                    _mm512_setzero_ps()),
-                      _mm512_set1_ps(qp.qmax));
-    return _mm512_cvtps_epi32(v);  // round half to even (MXCSR default)
-}
-
-// The same as 16 bytes.
-inline __m128i quantize16(__m512 v, const QuantParams& qp) {
-    return _mm512_cvtusepi32_epi8(quantize_lanes(v, qp));
-}
-
 }  // namespace
 
 void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
                    const QuantParams& qp, uint8_t* panel) {
-    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
-        return quantize16(_mm512_maskz_loadu_ps(mask, x + tok * K + k), qp);
+    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
+        // The 4 tokens' codes as int32, then vpackusdw of tokens (0, 1) and of (2, 3), which puts in each
+        // 128-bit lane l the words of K 4l .. 4l + 3 of both tokens, and vpackuswb of those two, the bytes
+        // of tokens 0, 1, 2, 3: the lane layout wanted, in 3 shuffles. (It was 4 vpmovusdb, 3
+        // vinserti32x4 and a vpermd: with the straight-line full chunk, 1.6-1.7x less time for the
+        // packing of 64 tokens x 768 K in a standalone loop, bit-identical panels.)
+        __m512i v[4];
+        for (int i = 0; i < 4; ++i)
+            v[i] = i < n ? quantize_lanes_for_packs(_mm512_maskz_loadu_ps(mask, x + (tok + i) * K + k), qp)
+                         : _mm512_setzero_si512();
+        return _mm512_packus_epi16(_mm512_packus_epi32(v[0], v[1]), _mm512_packus_epi32(v[2], v[3]));
     });
 }
 
 void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
                   uint8_t* panel) {
-    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask) {
-        return _mm_maskz_loadu_epi8(mask, x + tok * K + k);
+    // The 4 tokens' 16 codes as [t0 | t1 | t2 | t3] (one 128-bit lane each), then K-quad l of the 4
+    // tokens gathered into lane l.
+    const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
+        auto codes = [&](int64_t i) {
+            return i < n ? _mm_maskz_loadu_epi8(mask, x + (tok + i) * K + k) : _mm_setzero_si128();
+        };
+        __m512i packed = _mm512_castsi128_si512(codes(0));
+        packed = _mm512_inserti32x4(packed, codes(1), 1);
+        packed = _mm512_inserti32x4(packed, codes(2), 2);
+        packed = _mm512_inserti32x4(packed, codes(3), 3);
+        return _mm512_permutexvar_epi32(by_quad, packed);
     });
 }
 
@@ -282,7 +311,7 @@ void store_panel(const PackedView& w, int64_t tile_tokens, int64_t groups, const
             const __m512i sums = _mm512_load_si512(reinterpret_cast<const void*>(row + 16 * g));
             __m512 y = _mm512_fmadd_ps(alpha, _mm512_cvtepi32_ps(sums), beta);
             if (w.post) y = _mm512_mul_ps(gelu16(y), post);
-            return quantize_lanes(y, qp);
+            return quantize_lanes_for_packs(y, qp);  // vpackusdw and vpackuswb follow
         };
         uint8_t* chunk = dst.panel + n * tile_tokens;  // K position n of the consumer, this tile
         for (int64_t c = 0; c < chunks; ++c) {
@@ -311,7 +340,14 @@ void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_
     // stores' cache misses serialise (measured: 3-4x slower epilogue). Long per-token runs spread the
     // stores over kRowBlock / 16 sets.
     const int64_t cols = dst.cols;
+    // Where the tokens' output rows are not a multiple of 4 KiB apart (N = 768: 3 KiB), plain f32 output
+    // goes from the transpose straight to the output, 16 floats (one 64-byte store) per token and 16
+    // rows: the staging copy is the part of the epilogue it skips (768 x 768 and 3072 x 768 at 128
+    // tokens: 3-5% less time per call, benchmarks/README.md, "Session 12"). A group of fewer than 16
+    // valid tokens, a short row block, a fused GELU or u8 codes still go through the staging tile.
+    const bool direct = !w.post && !w.out_q && cols % 16 == 0 && (dst.stride * 4) % 4096 != 0;
     for (int64_t g = 0; g < groups; ++g) {
+        const bool direct_g = direct && tokens - 16 * g >= 16;
         for (int64_t r0 = 0; r0 < cols; r0 += 16) {
             const int64_t n0 = dst.row0 + r0;
             __m512 r[16];
@@ -339,10 +375,15 @@ void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_
                                       _mm512_castps_si512(b[8 + c]), _mm512_castps_si512(b[12 + c])};
                 __m512i t[4];
                 transpose_lanes(v, t);  // t[l] = the 16 rows of token 4l + c
-                for (int l = 0; l < 4; ++l)
-                    _mm512_store_si512(reinterpret_cast<void*>(stage + (4 * l + c) * kStageStride + r0), t[l]);
+                for (int l = 0; l < 4; ++l) {
+                    if (direct_g)
+                        _mm512_storeu_ps(dst.f32 + (m0 + 16 * g + 4 * l + c) * dst.stride + r0, _mm512_castsi512_ps(t[l]));
+                    else
+                        _mm512_store_si512(reinterpret_cast<void*>(stage + (4 * l + c) * kStageStride + r0), t[l]);
+                }
             }
         }
+        if (direct_g) continue;
         const int64_t tok0 = m0 + 16 * g;
         const int64_t valid = tokens - 16 * g < 16 ? tokens - 16 * g : 16;
         const int64_t full = cols / 16 * 16;
