@@ -185,13 +185,17 @@ float generic_gelu(float x);
 bool vnni_supported();
 
 // --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
-// Quantise the 64-token chunks [c_begin, c_end) of x ([M, K] row-major) into the panel of K positions;
-// tokens past M (in the last chunk) are written as zeros.
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
-                   const QuantParams& qp, uint8_t* panel);
+// The part of the panel one packing call writes: the 64-token chunks [c_begin, c_end) at the K positions
+// [k_begin, k_end) (k_begin a multiple of 16).
+struct PackRange {
+    int64_t c_begin, c_end, k_begin, k_end;
+};
+// Quantise x ([M, K] row-major) into that part of the panel of K positions; tokens past M (in the last
+// chunk) are written as zeros.
+void vnni_quantize(const float* x, int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, const QuantParams& qp,
+                   uint8_t* panel);
 // The same packing for input that is already u8 codes ([M, K] row-major, from a producer op's u8 output).
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
-                  uint8_t* panel);
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, uint8_t* panel);
 // Where one row block's results go: weight rows row0 .. row0 + cols - 1 become columns 0 .. cols - 1 of
 // f32 (or of u8, codes, when PackedView::out_q is set), whose tokens are `stride` elements apart. The
 // pointers are already offset to the block's first column of its output. With the panel hand-off,

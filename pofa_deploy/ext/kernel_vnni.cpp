@@ -89,17 +89,16 @@ inline __m512i quantize_lanes_for_packs(__m512 v, const QuantParams& qp) {
 // tokens tok .. tok + n - 1 and the K positions k .. k + 15 that `mask` selects, one vector whose 128-bit
 // lane l holds K-quad l of the 4 tokens: dword i = token tok + i's codes of K 4l .. 4l + 3 (0 past n).
 template <class Quads>
-void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens, uint8_t* panel,
-                const Quads& quads) {
+void pack_panel(int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, uint8_t* panel, const Quads& quads) {
     // Per 128-bit lane, 4 tokens x 4 K token-major (byte 4d + b: token d, K b) to K-major (byte 4b + d).
     const __m512i k_major = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
-    for (int64_t c = c_begin; c < c_end; ++c) {
+    for (int64_t c = r.c_begin; c < r.c_end; ++c) {
         const int64_t m = c * kChunk;
         const int64_t t = m / tile_tokens, mt = m % tile_tokens;
         uint8_t* dst = panel + t * K * tile_tokens + mt;
         const int64_t valid = M - m < kChunk ? M - m : kChunk;  // tokens past M read as zeros
-        for (int64_t k = 0; k < K; k += 16) {
-            const int64_t left = K - k;
+        for (int64_t k = r.k_begin; k < r.k_end; k += 16) {
+            const int64_t left = r.k_end - k;
             // K tail: masked load (the lanes read as 0 and are not stored)
             const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xFFFF)
                                               : static_cast<__mmask16>((1u << left) - 1u);
@@ -152,9 +151,9 @@ void pack_panel(int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t ti
 
 }  // namespace
 
-void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
-                   const QuantParams& qp, uint8_t* panel) {
-    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
+void vnni_quantize(const float* x, int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, const QuantParams& qp,
+                   uint8_t* panel) {
+    pack_panel(M, K, r, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
         // The 4 tokens' codes as int32, then vpackusdw of tokens (0, 1) and of (2, 3), which puts in each
         // 128-bit lane l the words of K 4l .. 4l + 3 of both tokens, and vpackuswb of those two, the bytes
         // of tokens 0, 1, 2, 3: the lane layout wanted, in 3 shuffles. (It was 4 vpmovusdb, 3
@@ -168,12 +167,11 @@ void vnni_quantize(const float* x, int64_t M, int64_t K, int64_t c_begin, int64_
     });
 }
 
-void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, int64_t c_begin, int64_t c_end, int64_t tile_tokens,
-                  uint8_t* panel) {
+void vnni_pack_u8(const uint8_t* x, int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, uint8_t* panel) {
     // The 4 tokens' 16 codes as [t0 | t1 | t2 | t3] (one 128-bit lane each), then K-quad l of the 4
     // tokens gathered into lane l.
     const __m512i by_quad = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    pack_panel(M, K, c_begin, c_end, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
+    pack_panel(M, K, r, tile_tokens, panel, [&](int64_t tok, int64_t k, __mmask16 mask, int64_t n) {
         auto codes = [&](int64_t i) {
             return i < n ? _mm_maskz_loadu_epi8(mask, x + (tok + i) * K + k) : _mm_setzero_si128();
         };

@@ -462,15 +462,24 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     uint8_t* const own = panel_buf.get();  // the calling thread's (a worker's thread_local is another)
     if (pin && !in_place) std::memcpy(own, xu8, need);
     const uint8_t* const panel_ptr = in_place ? xu8 : own;
-    // Quantise and pack in runs of whole 64-token chunks (the last chunk is zero-padded).
+    // Quantise and pack in runs of whole 64-token chunks (the last chunk is zero-padded). With fewer
+    // chunks than threads (up to 64 tokens on 2 threads), each chunk's K positions are split too, in
+    // slices of whole 16-position steps, so that every thread packs: at 16 tokens the packing of K = 4096
+    // was a third of the call on one thread (benchmarks/README.md, "Session 11").
     const int64_t run = std::max<int64_t>(1, (chunks_total + threads - 1) / threads);
-    if (!pin) ov::parallel_for((chunks_total + run - 1) / run, [&](size_t c) {
-        const int64_t b = static_cast<int64_t>(c) * run;
-        const int64_t e = std::min(chunks_total, b + run);
+    const int64_t n_runs = (chunks_total + run - 1) / run;
+    const int64_t k_steps = (K + 15) / 16;
+    const int64_t k_slices = std::min<int64_t>(k_steps, std::max<int64_t>(1, threads / n_runs));
+    const int64_t k_slice = (k_steps + k_slices - 1) / k_slices * 16;
+    if (!pin) ov::parallel_for(static_cast<size_t>(n_runs * k_slices), [&](size_t u) {
+        const int64_t c = static_cast<int64_t>(u) / k_slices, ks = static_cast<int64_t>(u) % k_slices;
+        const PackRange range{c * run, std::min(chunks_total, (c + 1) * run), ks * k_slice,
+                              std::min(K, (ks + 1) * k_slice)};
+        if (range.k_begin >= range.k_end) return;
         if (xu8)
-            vnni_pack_u8(xu8, M, K, b, e, tile_tokens, own);
+            vnni_pack_u8(xu8, M, K, range, tile_tokens, own);
         else
-            vnni_quantize(xd, M, K, b, e, tile_tokens, p.qp, own);
+            vnni_quantize(xd, M, K, range, tile_tokens, p.qp, own);
     });
     PackedView view = p.view();
     view.out_q = out_q;
