@@ -113,7 +113,7 @@ void pack_panel(int64_t M, int64_t K, const PackRange& r, int64_t tile_tokens, u
             };
             if (valid == kChunk) {
                 // A full chunk as straight-line code. With the per-token checks of a short chunk in the
-                // loop, GCC 12 neither unrolls it nor keeps part[][] in registers: 1.6x more time for the
+                // loop, GCC 12 neither unrolls it nor keeps part[][] in registers: 1.25x more time for the
                 // whole packing (standalone loop, 64 tokens x 768 K, 2-core AVX-512 EPYC).
 #pragma GCC unroll 4
                 for (int g = 0; g < 4; ++g) {
@@ -293,9 +293,10 @@ namespace {
 
 // The panel hand-off's epilogue (kernel.hpp): the sums are [row][token], 16 tokens per vector, so a
 // row's 4 vectors of a 64-token chunk are the consumer's chunk of K position n. Per element the same
-// operations as the row-major epilogue (fma, GELU, post, quantize16's steps), so the codes are the same
-// bits; vpackusdw then vpackuswb of the 4 vectors' int32 codes place each token where the consumer's
-// interleave expects it (chunk_place).
+// fma, GELU and post as the row-major epilogue, then quantize_lanes_for_packs, whose codes equal
+// quantize16's (the packs' saturation does its lower clamp), so the codes are the same bits; vpackusdw
+// then vpackuswb of the 4 vectors' int32 codes place each token where the consumer's interleave
+// expects it (chunk_place).
 void store_panel(const PackedView& w, int64_t tile_tokens, int64_t groups, const int32_t* acc, const BlockOut& dst) {
     const QuantParams& qp = *w.out_q;  // a panel is always u8 codes
     const int64_t chunks = (groups + 3) / 4;
@@ -340,8 +341,8 @@ void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_
     const int64_t cols = dst.cols;
     // Where the tokens' output rows are not a multiple of 4 KiB apart (N = 768: 3 KiB), plain f32 output
     // goes from the transpose straight to the output, 16 floats (one 64-byte store) per token and 16
-    // rows: the staging copy is the part of the epilogue it skips (768 x 768 and 3072 x 768 at 128
-    // tokens: 3-5% less time per call, benchmarks/README.md, "Session 12"). A group of fewer than 16
+    // rows: the staging copy is the part of the epilogue it skips (768 x 768 at 128 tokens: 1.1-1.8 us,
+    // 3-4% less time per call, benchmarks/README.md, "Session 12"). A group of fewer than 16
     // valid tokens, a short row block, a fused GELU or u8 codes still go through the staging tile.
     const bool direct = !w.post && !w.out_q && cols % 16 == 0 && (dst.stride * 4) % 4096 != 0;
     for (int64_t g = 0; g < groups; ++g) {
