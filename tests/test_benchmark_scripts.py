@@ -30,3 +30,40 @@ def test_script_smoke(script: str, tmp_path: Path, ext_built: None) -> None:
     report = json.loads(out.read_text())
     assert report["command"][1].endswith(script)
     assert report["results"], "the report has no results"
+
+
+def test_kernel_loop_smoke(tmp_path: Path) -> None:
+    """kernel_loop.py compiles its loops with the VNNI kernel and runs them; on a CPU without AVX-512 VNNI it
+    must say so in one line and exit 2 (asserted on every machine: which branch runs is the CPU's)."""
+    from pofa_deploy.environment import cpu_flags
+
+    out = tmp_path / "report.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernel_loop.py"), "--smoke", "-o", str(out)],
+                         cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=300)
+    if "avx512_vnni" not in cpu_flags():
+        assert run.returncode == 2 and "no AVX-512 VNNI" in run.stderr, run.stderr[-2000:]
+        return
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["command"][1].endswith("kernel_loop.py")
+    phases = {row["phase"] for row in report["results"]}
+    assert len(phases) == 4 and all(row["best_us"] > 0 for row in report["results"])
+    assert {row["instruction"] for row in report["ports"]} >= {"vpdpbusd", "vpunpcklbw (in-lane interleave)"}
+    assert all(row["ns_per_instruction"] > 0 for row in report["ports"])
+
+
+def test_kernel_loop_refuses_a_cpu_without_vnni(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The guard of the test above, made to fire here whatever this CPU has."""
+    import importlib.util
+
+    from pofa_deploy import environment
+
+    spec = importlib.util.spec_from_file_location("kernel_loop", ROOT / "benchmarks" / "kernel_loop.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert module.main(["--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no AVX-512 VNNI" in err

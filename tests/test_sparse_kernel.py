@@ -367,16 +367,33 @@ def test_asymmetric_and_other_fake_quantize(ext_lib, tmp_path, fq, levels):
 
 
 @pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
-def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatch):
+@pytest.mark.parametrize("k", [300, 1024])  # 1024: f32 rows 4 KiB apart (one L1 set for all rows of a chunk)
+def test_vnni_and_portable_paths_agree_bit_for_bit(ext_lib, tmp_path, monkeypatch, k):
     rng = np.random.default_rng(3)
-    model, _ = _layer(rng, 300, 200, 0.9)
-    x = rng.standard_normal((4, 67, 300)).astype(np.float32)
+    model, _ = _layer(rng, k, 200, 0.9)
+    x = rng.standard_normal((4, 67, k)).astype(np.float32)
     # values the quantisation must clamp the same way on both paths (the VNNI packing leaves the lower
     # clamp to its saturating packs): NaN and infinities, out of int32 range, negative ties
     x[0, :3, :8] = [np.nan, np.inf, -np.inf, 3e9, -3e9, 1e30, -1e30, -0.0]
     x[1, 5, :] = np.nan
     out = _on_both_kernels(model, x, ext_lib, tmp_path, monkeypatch)
     assert np.array_equal(out["generic"], out["vnni"])
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("handoff", [None, "rows"])
+def test_packing_at_4k_strides_matches_portable(ext_lib, tmp_path, monkeypatch, handoff):
+    """The consumer of a 4096-wide output packs rows 4 KiB apart (u8 codes) or 16 KiB apart (f32), the
+    strides at which a staged packing was tried (benchmarks/README.md, "Session 13"): bit for bit the
+    portable path's outputs, for one 64-token chunk split over K between the threads (20 tokens), several
+    chunks with a short last one (130), and values to clamp."""
+    model = _chain(np.random.default_rng(8), 40, 4096, 24, False, handoff)
+    x_rng = np.random.default_rng(9)
+    for shape in [(1, 20), (1, 130)]:
+        x = x_rng.standard_normal((*shape, 40)).astype(np.float32)
+        x[0, :2, :6] = [np.nan, np.inf, -np.inf, 3e9, -3e9, 1e30]
+        out = _on_both_kernels(model, x, ext_lib, tmp_path, monkeypatch)
+        assert np.array_equal(out["generic"], out["vnni"], equal_nan=True)
 
 
 @pytest.mark.parametrize("path", PATHS)
