@@ -176,7 +176,7 @@ void phases(int64_t K, int64_t N, int64_t M, double sparsity, int reps) {
         std::printf("{\"what\": \"phase\", \"phase\": \"%s\", \"K\": %lld, \"N\": %lld, \"M\": %lld, \"sparsity\": %.3f, "
                     "\"tile_tokens\": %lld, \"records\": %zu, \"best_us\": %.2f, \"median_us\": %.2f",
                     phase, static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), sparsity,
-                    static_cast<long long>(tokens), l.records.size(), t.best_us, t.median_us);
+                    static_cast<long long>(tt), l.records.size(), t.best_us, t.median_us);
         if (instructions > 0) std::printf(", \"vpdpbusd_per_ns\": %.3f", instructions / (t.best_us * 1e3));
         std::printf("}\n");
     };

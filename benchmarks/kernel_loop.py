@@ -13,7 +13,7 @@ other thread (``layer_bench.py`` times that); these loops say what each phase co
 it runs to what the core can issue (benchmarks/README.md, "Session 13"). Needs a C++ compiler (``CXX``,
 else c++/g++) and an AVX-512 VNNI CPU.
 
-    python benchmarks/kernel_loop.py -o results/sparse-kernel/kernel-loop-<isa>-<session>.json
+    python benchmarks/kernel_loop.py -o benchmarks/results/sparse-kernel/kernel-loop-<isa>-<session>.json
 """
 
 from __future__ import annotations

@@ -214,7 +214,8 @@ struct BlockOut {
 // stage: 64-byte aligned scratch of 16 * kStageStride floats.
 void vnni_row_block(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                     int64_t tokens, int64_t m0, int32_t* acc, const BlockOut& dst, float* stage);
-// The two halves of vnni_row_block (separate for profiling): the int32 sums, then dequantise + store.
+// The two halves of vnni_row_block, the int32 sums, then dequantise + store (separate for profiling:
+// benchmarks/kernel_loop.cpp times them apart).
 void vnni_accumulate(const PackedView& w, int64_t rb, const uint8_t* tile_panel, int64_t tile_tokens, int64_t groups,
                      int32_t* acc);
 void vnni_store(const PackedView& w, int64_t tile_tokens, int64_t groups, int64_t tokens, int64_t m0,
