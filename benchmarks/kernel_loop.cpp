@@ -5,10 +5,14 @@
 //
 // usage: kernel_loop ports REPS
 //        kernel_loop phases K N M SPARSITY REPS
+//        kernel_loop roundtrip REPS
 // Prints one JSON object per line.
 #include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +20,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernel.hpp"
@@ -190,14 +195,66 @@ void phases(int64_t K, int64_t N, int64_t M, double sparsity, int reps) {
     std::free(out);
 }
 
+// --- roundtrip: how far apart the two cores are ---------------------------------------------------------
+// Two threads, pinned to the first two CPUs this process may run on, pass one cache line back and forth:
+// ns per round trip. Why: on the 2-core KVM guest the figures come from, speed is bimodal over time, and
+// the slow state is the one where this round trip is ~4x longer (benchmarks/README.md, "Session 14"),
+// i.e. the host runs the two virtual CPUs on cores far apart. The sparse op shares more between its
+// threads than OpenVINO's dense layer does (each thread reads the whole panel, half of it packed by the
+// other), so it loses more there; tagging a run with this figure says which state it saw.
+bool pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
+int roundtrip(int reps) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return 2;
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+    if (cpus.size() < 2) {
+        std::fprintf(stderr, "kernel_loop: roundtrip needs two CPUs, this process may use %zu\n", cpus.size());
+        return 2;
+    }
+    alignas(64) static std::atomic<int64_t> line{0};
+    constexpr int64_t kTrips = 100000;
+    std::vector<double> ns;
+    for (int r = 0; r < reps; ++r) {
+        line.store(0);
+        std::thread other([&] {
+            pin_to(cpus[1]);
+            for (int64_t i = 0; i < kTrips; ++i) {
+                while (line.load(std::memory_order_acquire) != 2 * i + 1) _mm_pause();
+                line.store(2 * i + 2, std::memory_order_release);
+            }
+        });
+        pin_to(cpus[0]);
+        const auto t0 = Clock::now();
+        for (int64_t i = 0; i < kTrips; ++i) {
+            line.store(2 * i + 1, std::memory_order_release);
+            while (line.load(std::memory_order_acquire) != 2 * i + 2) _mm_pause();
+        }
+        ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kTrips);
+        other.join();
+    }
+    std::sort(ns.begin(), ns.end());
+    std::printf("{\"what\": \"roundtrip\", \"cpus\": [%d, %d], \"best_ns\": %.1f, \"median_ns\": %.1f}\n", cpus[0],
+                cpus[1], ns.front(), ns[ns.size() / 2]);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    const std::string what = argc > 1 ? argv[1] : "";
+    if (what == "roundtrip" && argc == 3) return roundtrip(std::atoi(argv[2]));  // needs no VNNI
     if (!__builtin_cpu_supports("avx512vnni")) {
         std::fprintf(stderr, "kernel_loop: this CPU has no AVX-512 VNNI; the loops time the VNNI kernel only\n");
         return 2;
     }
-    const std::string what = argc > 1 ? argv[1] : "";
     if (what == "ports" && argc == 3) {
         ports(std::atoi(argv[2]));
         return 0;
@@ -206,6 +263,6 @@ int main(int argc, char** argv) {
         phases(std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]), std::atof(argv[5]), std::atoi(argv[6]));
         return 0;
     }
-    std::fprintf(stderr, "usage: kernel_loop ports REPS | kernel_loop phases K N M SPARSITY REPS\n");
+    std::fprintf(stderr, "usage: kernel_loop ports REPS | kernel_loop phases K N M SPARSITY REPS | kernel_loop roundtrip REPS\n");
     return 2;
 }

@@ -6,7 +6,10 @@ with the compile options CMakeLists.txt gives it) and runs, on one thread:
 * ``ports``: how many of each instruction kind the kernel issues (in-lane interleaves, lane-crossing
   shuffles, packs, ``vpdpbusd``, conversions, fma) the core completes per ns;
 * ``phases``, per layer K x N at M tokens: the packing, the accumulation over every row block, the f32
-  epilogue, and both together, on random records with the layer's sparsity.
+  epilogue, and both together, on random records with the layer's sparsity;
+* ``roundtrip`` (two threads), before and after the loops: ns for a cache line to go from the first CPU
+  to the second and back, which tells the machine's fast state from its slow one (benchmarks/README.md,
+  "Session 14").
 
 Why: inside OpenVINO a layer's time mixes the kernel with the plugin's call, the thread hand-offs and the
 other thread (``layer_bench.py`` times that); these loops say what each phase costs alone and how close
@@ -52,7 +55,7 @@ def build(workdir: Path) -> Path:
     if compiler is None:
         raise LoopError("no C++ compiler: install one (`apt-get install g++`) or set CXX")
     binary = workdir / "kernel_loop"
-    cmd = [compiler, "-O3", "-std=c++17", "-ffp-contract=off", *vnni_options(), f"-I{EXT}",
+    cmd = [compiler, "-O3", "-std=c++17", "-ffp-contract=off", "-pthread", *vnni_options(), f"-I{EXT}",
            str(Path(__file__).with_suffix(".cpp")), str(EXT / "kernel_vnni.cpp"), "-o", str(binary)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
@@ -91,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                             "(run them on one that has it)")
         with tempfile.TemporaryDirectory(prefix="pofa-kernel-loop-") as tmp:
             binary = build(Path(tmp))
+            trips = max(3, args.reps // 200)
+            roundtrip = run_loop(binary, "roundtrip", trips) if len(os.sched_getaffinity(0)) > 1 else []
             ports = run_loop(binary, "ports", max(3, args.reps // 200))
             phases = [row for k, n in args.shapes
                       for row in run_loop(binary, "phases", k, n, args.tokens, args.sparsity, args.reps)]
+            if roundtrip:
+                roundtrip += run_loop(binary, "roundtrip", trips)
     except LoopError as e:
         print(f"kernel_loop.py: {e}", file=sys.stderr)
         return 2
+    for when, row in zip(("before", "after"), roundtrip, strict=False):  # none on one CPU
+        print(f"  cross-core round trip {when} the loops: {row['median_ns']:.0f} ns (CPUs {row['cpus']})")
     for row in ports:
         ns = row["ns_per_instruction"]
         print(f"  {row['instruction']:34s} {ns:.3f} ns  ({1 / ns:.1f}/ns)")
@@ -105,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"K={row['K']:5d} N={row['N']:5d} M={row['M']:5d}  {row['phase']:40s} best {row['best_us']:8.1f} us"
               f"  median {row['median_us']:8.1f} us{rate}")
     report = {"command": [sys.executable, *sys.argv], "cpu": environment.cpu_model(), "cores": os.cpu_count(),
-              "threads": 1, "reps": args.reps, "smoke": args.smoke, "ports": ports, "results": phases}
+              "threads": 1, "reps": args.reps, "smoke": args.smoke, "roundtrip_before_after": roundtrip, "ports": ports,
+              "results": phases}
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1) + "\n")

@@ -4,6 +4,7 @@ kept from rotting between the sessions that measure with them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def test_kernel_loop_smoke(tmp_path: Path) -> None:
     assert len(phases) == 4 and all(row["best_us"] > 0 for row in report["results"])
     assert {row["instruction"] for row in report["ports"]} >= {"vpdpbusd", "vpunpcklbw (in-lane interleave)"}
     assert all(row["ns_per_instruction"] > 0 for row in report["ports"])
+    # two CPUs here or not, the report says (a one-CPU machine has no round trip to time)
+    trips = report["roundtrip_before_after"]
+    assert len(trips) == (2 if len(os.sched_getaffinity(0)) > 1 else 0)
+    assert all(row["median_ns"] > 0 and row["cpus"][0] != row["cpus"][1] for row in trips)
 
 
 def test_kernel_loop_refuses_a_cpu_without_vnni(monkeypatch: pytest.MonkeyPatch,

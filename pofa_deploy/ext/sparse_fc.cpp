@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <cstdlib>
@@ -13,6 +14,11 @@
 #include <vector>
 
 #include "kernel.hpp"
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // _mm_pause: SSE2, on every x86-64 CPU (nothing from AVX-512 here, see kernel.hpp)
+#else
+#include <thread>
+#endif
 #include "openvino/core/parallel.hpp"
 #include "openvino/op/constant.hpp"
 
@@ -31,6 +37,15 @@ using AlignedBytes = std::unique_ptr<uint8_t, AlignedFree>;
 
 AlignedBytes aligned_bytes(size_t n) {
     return AlignedBytes(static_cast<uint8_t*>(::operator new(std::max<size_t>(n, 64), std::align_val_t(64))));
+}
+
+// One step of a spin-wait (on the packing of another running thread, microseconds).
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_pause();
+#else
+    std::this_thread::yield();
+#endif
 }
 
 // Why the compressed weights are malformed, or "" when they are a valid CSR of an N x K matrix.
@@ -465,14 +480,16 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     // Quantise and pack in runs of whole 64-token chunks (the last chunk is zero-padded). With fewer
     // chunks than threads (up to 64 tokens on 2 threads), each chunk's K positions are split too, in
     // slices of whole 16-position steps, so that every thread packs: at 16 tokens the packing of K = 4096
-    // was a third of the call on one thread (benchmarks/README.md, "Session 11").
+    // was a third of the call on one thread (benchmarks/README.md, "Session 11"). One packing unit =
+    // one run x one slice.
     const int64_t run = std::max<int64_t>(1, (chunks_total + threads - 1) / threads);
     const int64_t n_runs = (chunks_total + run - 1) / run;
     const int64_t k_steps = (K + 15) / 16;
     const int64_t k_slices = std::min<int64_t>(k_steps, std::max<int64_t>(1, threads / n_runs));
     const int64_t k_slice = (k_steps + k_slices - 1) / k_slices * 16;
-    if (!pin) ov::parallel_for(static_cast<size_t>(n_runs * k_slices), [&](size_t u) {
-        const int64_t c = static_cast<int64_t>(u) / k_slices, ks = static_cast<int64_t>(u) % k_slices;
+    const int64_t n_units = pin ? 0 : n_runs * k_slices;
+    auto pack_unit = [&](int64_t u) {
+        const int64_t c = u / k_slices, ks = u % k_slices;
         const PackRange range{c * run, std::min(chunks_total, (c + 1) * run), ks * k_slice,
                               std::min(K, (ks + 1) * k_slice)};
         if (range.k_begin >= range.k_end) return;
@@ -480,7 +497,22 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
             vnni_pack_u8(xu8, M, K, range, tile_tokens, own);
         else
             vnni_quantize(xd, M, K, range, tile_tokens, p.qp, own);
-    });
+    };
+    // The packing runs inside the compute's parallel_for: each thread's first work item claims packing
+    // units until none is left, then waits until every unit is packed (a thread only ever waits for
+    // units that a running thread has claimed, so this cannot deadlock, whichever threads run the items).
+    // Why not a parallel_for of its own before the compute: one fork and join fewer per call. DistilBERT
+    // 1 x 128 end to end: 1.025x less time, median of 10 interleaved rounds, 9 in its favour (results/
+    // sparse-kernel/library-ab-packing-in-compute-s14.json); per layer the difference is below the noise.
+    std::atomic<int64_t> next_unit{0}, units_done{0};
+    auto ensure_packed = [&] {
+        if (units_done.load(std::memory_order_acquire) == n_units) return;
+        for (int64_t u = next_unit.fetch_add(1); u < n_units; u = next_unit.fetch_add(1)) {
+            pack_unit(u);
+            units_done.fetch_add(1, std::memory_order_release);
+        }
+        while (units_done.load(std::memory_order_acquire) < n_units) spin_pause();
+    };
     PackedView view = p.view();
     view.out_q = out_q;
     const int64_t n_rb = p.n_rblocks;
@@ -491,6 +523,7 @@ bool SparseFullyConnected::evaluate(ov::TensorVector& outputs, const ov::TensorV
     // end to end on DistilBERT, inconsistent on BERT (benchmarks/README.md, "Work order"). With one
     // tile (up to 128 tokens) both orders are the same.
     ov::parallel_for(static_cast<size_t>(n_tiles * n_rb), [&](size_t i) {
+        ensure_packed();
         const int64_t t = static_cast<int64_t>(i) % n_tiles, rb = static_cast<int64_t>(i) / n_tiles;
         const int64_t m0 = t * tile_tokens;
         const int64_t tokens = std::min(tile_tokens, M - m0);
