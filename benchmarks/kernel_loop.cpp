@@ -223,15 +223,20 @@ int roundtrip(int reps) {
     constexpr int64_t kTrips = 100000;
     std::vector<double> ns;
     for (int r = 0; r < reps; ++r) {
+        // both threads pinned, or the figure would not say where the two CPUs are
+        if (!pin_to(cpus[0])) {
+            std::fprintf(stderr, "kernel_loop: cannot pin a thread to CPU %d\n", cpus[0]);
+            return 2;
+        }
         line.store(0);
+        std::atomic<bool> pinned{true};
         std::thread other([&] {
-            pin_to(cpus[1]);
+            if (!pin_to(cpus[1])) pinned = false;
             for (int64_t i = 0; i < kTrips; ++i) {
                 while (line.load(std::memory_order_acquire) != 2 * i + 1) _mm_pause();
                 line.store(2 * i + 2, std::memory_order_release);
             }
         });
-        pin_to(cpus[0]);
         const auto t0 = Clock::now();
         for (int64_t i = 0; i < kTrips; ++i) {
             line.store(2 * i + 1, std::memory_order_release);
@@ -239,6 +244,10 @@ int roundtrip(int reps) {
         }
         ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kTrips);
         other.join();
+        if (!pinned) {
+            std::fprintf(stderr, "kernel_loop: cannot pin a thread to CPU %d\n", cpus[1]);
+            return 2;
+        }
     }
     std::sort(ns.begin(), ns.end());
     std::printf("{\"what\": \"roundtrip\", \"cpus\": [%d, %d], \"best_ns\": %.1f, \"median_ns\": %.1f}\n", cpus[0],
@@ -250,7 +259,7 @@ int roundtrip(int reps) {
 
 int main(int argc, char** argv) {
     const std::string what = argc > 1 ? argv[1] : "";
-    if (what == "roundtrip" && argc == 3) return roundtrip(std::atoi(argv[2]));  // needs no VNNI
+    if (what == "roundtrip" && argc == 3 && std::atoi(argv[2]) > 0) return roundtrip(std::atoi(argv[2]));  // no VNNI needed
     if (!__builtin_cpu_supports("avx512vnni")) {
         std::fprintf(stderr, "kernel_loop: this CPU has no AVX-512 VNNI; the loops time the VNNI kernel only\n");
         return 2;

@@ -94,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                             "(run them on one that has it)")
         with tempfile.TemporaryDirectory(prefix="pofa-kernel-loop-") as tmp:
             binary = build(Path(tmp))
-            trips = max(3, args.reps // 200)
-            roundtrip = run_loop(binary, "roundtrip", trips) if len(os.sched_getaffinity(0)) > 1 else []
-            ports = run_loop(binary, "ports", max(3, args.reps // 200))
+            loop_reps = max(3, args.reps // 200)  # the ports and round-trip loops time many instructions each
+            roundtrip = run_loop(binary, "roundtrip", loop_reps) if len(os.sched_getaffinity(0)) > 1 else []
+            ports = run_loop(binary, "ports", loop_reps)
             phases = [row for k, n in args.shapes
                       for row in run_loop(binary, "phases", k, n, args.tokens, args.sparsity, args.reps)]
             if roundtrip:
-                roundtrip += run_loop(binary, "roundtrip", trips)
+                roundtrip += run_loop(binary, "roundtrip", loop_reps)
     except LoopError as e:
         print(f"kernel_loop.py: {e}", file=sys.stderr)
         return 2

@@ -283,7 +283,6 @@ def test_u8_handoff_is_bit_identical_to_f32(ext_lib, tmp_path, monkeypatch, path
 
 
 def test_u8_handoff_attributes_are_checked(ext_lib, tmp_path):
-
     model = _chain(np.random.default_rng(5), 32, 16, 8, False, "rows")
     a = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
     _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in a.inputs()],
@@ -333,7 +332,6 @@ def test_panel_input_shape_is_checked(ext_lib, tmp_path):
 
 
 def test_panel_without_u8_is_refused(ext_lib, tmp_path):
-
     model, _ = _layer(np.random.default_rng(2), 32, 16, 0.9)
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
     _refused_when_read(ext_lib, tmp_path, [i.get_source_output() for i in op.inputs()],
@@ -342,7 +340,6 @@ def test_panel_without_u8_is_refused(ext_lib, tmp_path):
 
 
 def test_bad_activation_fails_when_read(ext_lib, tmp_path):
-
     rng = np.random.default_rng(2)
     model, _ = _layer(rng, 32, 16, 0.9)
     op = next(op for op in model.get_ordered_ops() if op.get_type_name() == sk.OP_TYPE)
