@@ -393,6 +393,43 @@ def test_packing_at_4k_strides_matches_portable(ext_lib, tmp_path, monkeypatch, 
         assert np.array_equal(out["generic"], out["vnni"], equal_nan=True)
 
 
+def _at_offset(x: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of x whose data starts `offset` bytes past a 64-byte boundary."""
+    raw = np.empty(x.nbytes + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    y = raw[start:start + x.nbytes].view(x.dtype).reshape(x.shape)
+    y[...] = x
+    return y
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="CPU has no AVX-512 VNNI")
+@pytest.mark.parametrize("k", [32, 1024, 40])  # 40: not a multiple of 16, rows misaligned unlike each other
+def test_misaligned_input_packs_like_aligned(ext_lib, tmp_path, monkeypatch, k):
+    """The VNNI packing starts with a short step up to the rows' first cache-line boundary when the f32
+    input is not 64-byte aligned (kernel_vnni.cpp, vnni_quantize): outputs bit for bit the portable
+    path's at every offset, including one not a multiple of 4 (no head step), for one chunk split over K
+    between the threads (20 tokens) and several chunks with a short last one (130)."""
+    import openvino as ov
+
+    model, _ = _layer(np.random.default_rng(11), k, 48, 0.8)
+    requests = {}
+    for path in ("generic", "vnni"):
+        monkeypatch.setenv("POFA_SPARSE_KERNEL", path)
+        requests[path] = _roundtrip(model, ext_lib, tmp_path, 2).create_infer_request()
+    rng = np.random.default_rng(12)
+    for tokens, offset in itertools.product((20, 130), (0, 4, 16, 36, 60, 2)):
+        # a new input each time: a position the packing skipped would keep the last call's codes
+        shifted = _at_offset(rng.standard_normal((1, tokens, k)).astype(np.float32), offset)
+        tensor = ov.Tensor(shifted, shared_memory=True)
+        assert tensor.data.ctypes.data % 64 == offset  # the op reads the misaligned buffer itself
+        out = {}
+        for path, request in requests.items():
+            request.set_input_tensor(tensor)
+            request.infer()
+            out[path] = request.get_output_tensor().data.copy()
+        assert np.array_equal(out["generic"], out["vnni"]), (offset, tokens)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_concurrent_streams_share_one_op_safely(ext_lib, tmp_path, monkeypatch, path):
     """Two streams and four async requests on one compiled model: the weights are packed once

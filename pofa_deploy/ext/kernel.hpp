@@ -186,7 +186,7 @@ bool vnni_supported();
 
 // --- AVX-512 VNNI kernel (kernel_vnni.cpp); call only when vnni_supported() ---
 // The part of the panel one packing call writes: the 64-token chunks [c_begin, c_end) at the K positions
-// [k_begin, k_end) (k_begin a multiple of 16).
+// [k_begin, k_end).
 struct PackRange {
     int64_t c_begin, c_end, k_begin, k_end;
 };
