@@ -21,6 +21,36 @@ ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
 
 
+def cxx_compiler() -> str | None:
+    """The C++ compiler the benchmark tools build with: ``CXX``, else c++ or g++ from PATH."""
+    import shutil
+
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def build_infer_loop(workdir: Path) -> Path:
+    """``infer_loop.cpp`` compiled against the headers and runtime of the installed ``openvino`` wheel."""
+    import openvino
+
+    compiler = cxx_compiler()
+    if compiler is None:
+        raise RuntimeError("no C++ compiler: install one (`apt-get install g++`) or set CXX")
+    package = Path(openvino.__file__).parent
+    runtime = sorted((package / "libs").glob("libopenvino.so.*"))
+    if not runtime:
+        raise RuntimeError(f"no libopenvino.so.* in {package / 'libs'}: the openvino wheel is incomplete")
+    binary = workdir / "infer_loop"
+    cmd = [compiler, "-O2", "-std=c++17", f"-I{package / 'include'}", str(Path(__file__).with_name("infer_loop.cpp")),
+           str(runtime[0]), f"-Wl,-rpath,{package / 'libs'}", "-o", str(binary)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        raise RuntimeError(f"cannot run the C++ compiler {compiler}: {e.strerror}; install one or set CXX") from e
+    if run.returncode != 0:
+        raise RuntimeError(f"compiling infer_loop.cpp failed: {run.stderr.strip().splitlines()[-1:]}")
+    return binary
+
+
 def parser(description: str, *, rounds: int, iters: int) -> argparse.ArgumentParser:
     """The options both scripts take: OUT, -b, --seq-len, -t, --rounds, --iters, --isa, -o."""
     p = argparse.ArgumentParser(description=description)

@@ -25,12 +25,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import ab_common as ab
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT = ROOT / "pofa_deploy" / "ext"
@@ -51,7 +52,7 @@ def vnni_options() -> list[str]:
 
 
 def build(workdir: Path) -> Path:
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    compiler = ab.cxx_compiler()
     if compiler is None:
         raise LoopError("no C++ compiler: install one (`apt-get install g++`) or set CXX")
     binary = workdir / "kernel_loop"

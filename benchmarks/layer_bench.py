@@ -9,6 +9,10 @@ identical weights, codes and FakeQuantize. Both are compiled at the static shape
 stream, N threads, and timed in interleaved rounds (A B, then B A, ...); each round gives a ratio
 dense/sparse of median latencies, and the report gives the median ratio with its spread over rounds.
 
+``--harness cpp`` runs the same interleaved rounds from C++ (``infer_loop.cpp``, compiled here against
+the openvino wheel's headers): a Python ``request.infer()`` adds ~4 us per call to both sides, which
+pulls the ratio of a small layer towards 1 (768 x 768 at 128 tokens infers in ~36 us).
+
 ``--isa avx512_vnni`` caps oneDNN at AVX512_CORE_VNNI (no AMX): the cap must be in the environment
 before openvino is loaded, so the script re-executes itself in a child with ONEDNN_MAX_CPU_ISA set.
 
@@ -19,15 +23,18 @@ VNNI kernel needs (M x K x N / 64), whose ratio bounds what the sparse kernel ca
 instruction throughput, and the loads and interleaves each vpdpbusd needs besides.
 
     .venv/bin/python benchmarks/layer_bench.py --isa avx512_vnni -o layer_bench.json
+    .venv/bin/python benchmarks/layer_bench.py --isa avx512_vnni -m 128 -s 0.9 --harness cpp
     .venv/bin/python benchmarks/layer_bench.py --smoke        # seconds: checks the script, not the CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -142,7 +149,34 @@ def timed(request: Any, iters: int) -> float:
     return statistics.median(times)
 
 
-def run_case(core: Any, k: int, n: int, m: int, sparsity: float, args: argparse.Namespace) -> dict[str, Any]:
+def cpp_rounds(models: dict[str, Any], x: np.ndarray, args: argparse.Namespace, binary: Path) -> dict[str, list[float]]:
+    """Per variant, the median seconds per round from ``binary`` (infer_loop.cpp: no Python call per
+    inference), with the same rounds, order, iterations and compile options as the Python loop."""
+    import subprocess
+
+    import openvino as ov
+
+    from pofa_deploy.extension import extension_path
+
+    with tempfile.TemporaryDirectory(prefix="pofa-layer-bench-") as tmp:
+        xmls = []
+        for name, model in models.items():
+            xml = Path(tmp) / f"{name}.xml"
+            ov.save_model(model, str(xml), compress_to_fp16=False)
+            xmls.append(str(xml))
+        x.astype(np.float32).tofile(Path(tmp) / "x.f32")
+        run = subprocess.run([str(binary), str(extension_path()), str(args.threads), str(args.rounds), str(args.iters),
+                              str(args.warmup), str(Path(tmp) / "x.f32"), *xmls], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr.strip() or f"infer_loop exited with {run.returncode}")
+    rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    names = list(models)
+    return {names[0]: [r["a_us"] * 1e-6 for r in rows], names[1]: [r["b_us"] * 1e-6 for r in rows]}
+
+
+def run_case(core: Any, k: int, n: int, m: int, sparsity: float, args: argparse.Namespace,
+             infer_loop: Path | None = None) -> dict[str, Any]:
+    """One layer timed dense against sparse; with ``infer_loop`` (a built infer_loop.cpp) from C++."""
     import openvino as ov
 
     model, codes = make_layer(k, n, sparsity, seed=k * 7 + n + int(sparsity * 100))
@@ -165,11 +199,14 @@ def run_case(core: Any, k: int, n: int, m: int, sparsity: float, args: argparse.
         requests[name] = r
     ya, yb = (requests[v].get_output_tensor().data for v in ("dense", "sparse"))
     max_rel = float(np.abs(ya - yb).max() / (np.abs(ya).max() + 1e-12))
-    per_round: dict[str, list[float]] = {"dense": [], "sparse": []}
-    for rnd in range(args.rounds):
-        order = ("dense", "sparse") if rnd % 2 == 0 else ("sparse", "dense")
-        for v in order:
-            per_round[v].append(timed(requests[v], args.iters))
+    if infer_loop is not None:
+        per_round = cpp_rounds({"dense": model, "sparse": sparse}, x, args, infer_loop)
+    else:
+        per_round = {"dense": [], "sparse": []}
+        for rnd in range(args.rounds):
+            order = ("dense", "sparse") if rnd % 2 == 0 else ("sparse", "dense")
+            for v in order:
+                per_round[v].append(timed(requests[v], args.iters))
     ratios = [d / s for d, s in zip(per_round["dense"], per_round["sparse"], strict=True)]
     q = np.quantile(ratios, [0.1, 0.5, 0.9]) if len(ratios) > 1 else np.array(ratios * 3)
     return {"K": k, "N": n, "M": m, "sparsity": sparsity,
@@ -197,6 +234,18 @@ def _shapes(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def report_case(r: dict[str, Any]) -> None:
+    """One line per case, and a warning when the two layers' outputs disagree."""
+    print(f"K={r['K']:5d} N={r['N']:5d} M={r['M']:5d} sparsity={r['sparsity']:.2f}  dense {r['dense_ms']:8.3f} ms  "
+          f"sparse {r['sparse_ms']:8.3f} ms  speedup {r['speedup_median']:.2f}x "
+          f"[{r['speedup_p10']:.2f}, {r['speedup_p90']:.2f}]  lanes useful "
+          f"{r['useful_lane_share_sparse']:.2f}  bound {r['instruction_bound_speedup']:.2f}x  "
+          f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}  "
+          f"interleaves/vpdpbusd {r['interleaves_per_vpdpbusd']:.2f}", flush=True)
+    if r["max_rel_diff_vs_dense"] > 1e-3:
+        print(f"  warning: outputs differ from dense by {r['max_rel_diff_vs_dense']:.2e} (relative)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--isa", choices=sorted(ab.ISA), default="avx512_vnni", help="oneDNN ISA cap for the dense baseline")
@@ -210,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dynamic", action="store_true",
                    help="compile with the dynamic input shape [?, ?, K] instead of the static [1, M, K]")
     p.add_argument("--kernel", choices=["auto", "generic", "vnni"], default="auto", help="POFA_SPARSE_KERNEL")
+    p.add_argument("--harness", choices=["python", "cpp"], default="python",
+                   help="time with Python's request.infer, or from C++ (infer_loop.cpp: without the ~4 us a "
+                        "Python call adds to both sides; needs a C++ compiler)")
     p.add_argument("--smoke", action="store_true", help="one tiny case, 2 rounds: checks the script only")
     p.add_argument("-o", "--output", type=Path, help="JSON report (default: stdout only)")
     args = p.parse_args(argv)
 
+    if args.dynamic and args.harness == "cpp":
+        p.error("--harness cpp times the static shape only (infer_loop fills each request's own input tensor)")
     if (code := ab.rerun_with_isa(args.isa)) is not None:
         return code
     os.environ["POFA_SPARSE_KERNEL"] = args.kernel
@@ -222,21 +276,19 @@ def main(argv: list[str] | None = None) -> int:
 
     core = ab.core_with_extension()
     results = []
-    for k, n in args.shapes:
-        for m in args.tokens:
-            for s in args.sparsity:
-                r = run_case(core, k, n, m, s, args)
-                results.append(r)
-                print(f"K={k:5d} N={n:5d} M={m:5d} sparsity={s:.2f}  dense {r['dense_ms']:8.3f} ms  sparse "
-                      f"{r['sparse_ms']:8.3f} ms  speedup {r['speedup_median']:.2f}x "
-                      f"[{r['speedup_p10']:.2f}, {r['speedup_p90']:.2f}]  lanes useful "
-                      f"{r['useful_lane_share_sparse']:.2f}  bound {r['instruction_bound_speedup']:.2f}x  "
-                      f"loads/vpdpbusd {r['activation_loads_per_vpdpbusd']:.2f}  "
-                      f"interleaves/vpdpbusd {r['interleaves_per_vpdpbusd']:.2f}", flush=True)
-                if r["max_rel_diff_vs_dense"] > 1e-3:
-                    print(f"  warning: outputs differ from dense by {r['max_rel_diff_vs_dense']:.2e} (relative)")
-    report = {**ab.report_header(args), "kernel": args.kernel, "shape": "dynamic" if args.dynamic else "static",
-              "smoke": args.smoke, "results": results}
+    with tempfile.TemporaryDirectory(prefix="pofa-infer-loop-") as tmp:
+        try:
+            infer_loop = ab.build_infer_loop(Path(tmp)) if args.harness == "cpp" else None
+            for k, n in args.shapes:
+                for m in args.tokens:
+                    for s in args.sparsity:
+                        results.append(run_case(core, k, n, m, s, args, infer_loop))
+                        report_case(results[-1])
+        except RuntimeError as e:  # infer_loop could not be built or run
+            print(f"layer_bench.py: {e}", file=sys.stderr)
+            return 2
+    report = {**ab.report_header(args), "kernel": args.kernel, "harness": args.harness,
+              "shape": "dynamic" if args.dynamic else "static", "smoke": args.smoke, "results": results}
     ab.write_report(report, args.output)
     return 0
 

@@ -33,6 +33,23 @@ def test_script_smoke(script: str, tmp_path: Path, ext_built: None) -> None:
     assert report["results"], "the report has no results"
 
 
+def test_layer_bench_cpp_harness(tmp_path: Path, ext_built: None) -> None:
+    """--harness cpp compiles infer_loop.cpp against the openvino wheel and times both layers from C++; the
+    report says which harness timed it. Without a compiler: one line naming it, exit 2."""
+    script = [sys.executable, str(ROOT / "benchmarks" / "layer_bench.py"), "--smoke", "--isa", "native", "-t", "1"]
+    out = tmp_path / "report.json"
+    run = subprocess.run([*script, "--harness", "cpp", "-o", str(out)], cwd=ROOT / "benchmarks", capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["harness"] == "cpp"
+    assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 for r in report["results"]) and report["results"]
+    missing = subprocess.run([*script, "--harness", "cpp"], cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "CXX": str(tmp_path / "no-such-compiler")})
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "no-such-compiler" in missing.stderr, missing.stderr[-2000:]
+
+
 def test_kernel_loop_smoke(tmp_path: Path) -> None:
     """kernel_loop.py compiles its loops with the VNNI kernel and runs them; on a CPU without AVX-512 VNNI it
     must say so in one line and exit 2 (asserted on every machine: which branch runs is the CPU's)."""
@@ -64,6 +81,7 @@ def test_kernel_loop_refuses_a_cpu_without_vnni(monkeypatch: pytest.MonkeyPatch,
 
     from pofa_deploy import environment
 
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: ab_common beside it
     spec = importlib.util.spec_from_file_location("kernel_loop", ROOT / "benchmarks" / "kernel_loop.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
