@@ -1,7 +1,8 @@
 """Shared by the A/B scripts (fusion_ab.py, dynamic_shape_cost.py on whole models; layer_bench.py,
 cold_weights.py, qkv_fusion_estimate.py on synthetic layers): the oneDNN ISA cap (re-executing the script in a child,
 since the cap must be in the environment before OpenVINO loads), one compiled sync request per IR or
-model, and interleaved timing rounds."""
+model, interleaved timing rounds, and the C++ compiler lookup and timing loop (infer_loop.cpp) that
+kernel_loop.py and layer_bench.py --harness cpp build."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA = {"native": None, "avx512_vnni": "AVX512_CORE_VNNI"}
 
 
+class InferLoopError(Exception):
+    """infer_loop.cpp cannot be built or run here (one line for the user). Its own class, so that a
+    RuntimeError from OpenVINO itself still reaches the user with its traceback."""
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler the benchmark tools build with: ``CXX``, else c++ or g++ from PATH."""
     import shutil
@@ -34,20 +40,20 @@ def build_infer_loop(workdir: Path) -> Path:
 
     compiler = cxx_compiler()
     if compiler is None:
-        raise RuntimeError("no C++ compiler: install one (`apt-get install g++`) or set CXX")
+        raise InferLoopError("no C++ compiler: install one (`apt-get install g++`) or set CXX")
     package = Path(openvino.__file__).parent
     runtime = sorted((package / "libs").glob("libopenvino.so.*"))
     if not runtime:
-        raise RuntimeError(f"no libopenvino.so.* in {package / 'libs'}: the openvino wheel is incomplete")
+        raise InferLoopError(f"no libopenvino.so.* in {package / 'libs'}: the openvino wheel is incomplete")
     binary = workdir / "infer_loop"
     cmd = [compiler, "-O2", "-std=c++17", f"-I{package / 'include'}", str(Path(__file__).with_name("infer_loop.cpp")),
            str(runtime[0]), f"-Wl,-rpath,{package / 'libs'}", "-o", str(binary)]
     try:
         run = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as e:
-        raise RuntimeError(f"cannot run the C++ compiler {compiler}: {e.strerror}; install one or set CXX") from e
+        raise InferLoopError(f"cannot run the C++ compiler {compiler}: {e.strerror}; install one or set CXX") from e
     if run.returncode != 0:
-        raise RuntimeError(f"compiling infer_loop.cpp failed: {run.stderr.strip().splitlines()[-1:]}")
+        raise InferLoopError(f"compiling infer_loop.cpp failed: {run.stderr.strip().splitlines()[-1:]}")
     return binary
 
 

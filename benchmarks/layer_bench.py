@@ -164,11 +164,11 @@ def cpp_rounds(models: dict[str, Any], x: np.ndarray, args: argparse.Namespace, 
             xml = Path(tmp) / f"{name}.xml"
             ov.save_model(model, str(xml), compress_to_fp16=False)
             xmls.append(str(xml))
-        x.astype(np.float32).tofile(Path(tmp) / "x.f32")
+        x.tofile(Path(tmp) / "x.f32")  # f32 already (run_case makes it)
         run = subprocess.run([str(binary), str(extension_path()), str(args.threads), str(args.rounds), str(args.iters),
                               str(args.warmup), str(Path(tmp) / "x.f32"), *xmls], capture_output=True, text=True)
     if run.returncode != 0:
-        raise RuntimeError(run.stderr.strip() or f"infer_loop exited with {run.returncode}")
+        raise ab.InferLoopError(run.stderr.strip() or f"infer_loop exited with {run.returncode}")
     rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     names = list(models)
     return {names[0]: [r["a_us"] * 1e-6 for r in rows], names[1]: [r["b_us"] * 1e-6 for r in rows]}
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                     for s in args.sparsity:
                         results.append(run_case(core, k, n, m, s, args, infer_loop))
                         report_case(results[-1])
-        except RuntimeError as e:  # infer_loop could not be built or run
+        except ab.InferLoopError as e:
             print(f"layer_bench.py: {e}", file=sys.stderr)
             return 2
     report = {**ab.report_header(args), "kernel": args.kernel, "harness": args.harness,
