@@ -50,6 +50,32 @@ def test_layer_bench_cpp_harness(tmp_path: Path, ext_built: None) -> None:
     assert missing.stderr.count("\n") == 1 and "no-such-compiler" in missing.stderr, missing.stderr[-2000:]
 
 
+def test_library_ab_labels_and_env(tiny_int8, tmp_path: Path, ext_built: None) -> None:
+    """library_ab.py times one library under two labels in alternating children and reports both; --env
+    reaches its label's child (a bad POFA_SPARSE_KERNEL there fails that child, in one line); a malformed
+    --env is refused before anything runs."""
+    from pofa_deploy import extension as ext
+
+    out, lib = tiny_int8(), str(ext.extension_path())
+    script = [sys.executable, str(ROOT / "benchmarks" / "library_ab.py"), str(out), "--isa", "native", "-t", "1",
+              "--seq-len", "16", "--rounds", "2", "--iters", "2", "--libs", f"a={lib}", f"b={lib}"]
+    report = tmp_path / "report.json"
+    run = subprocess.run([*script, "--env", "b:POFA_SPARSE_KERNEL=generic", "-o", str(report)], cwd=ROOT / "benchmarks",
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert data["env"] == {"a": {}, "b": {"POFA_SPARSE_KERNEL": "generic"}}
+    assert all(len(data["per_round_ms"][label]["sparse"]) == 2 for label in ("a", "b"))
+    assert len(data["roundtrip_ns_before_round"]) == 2
+    bad = subprocess.run([*script, "--no-roundtrip", "--env", "b:POFA_SPARSE_KERNEL=fastest"], cwd=ROOT / "benchmarks",
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "the child for b failed" in bad.stderr and "POFA_SPARSE_KERNEL must be" in bad.stderr
+    assert bad.stderr.count("\n") == 1, bad.stderr[-2000:]
+    malformed = subprocess.run([*script, "--env", "c:X=1"], cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                               timeout=300)
+    assert malformed.returncode == 1 and "--env c:X=1: give LABEL:VAR=VALUE" in malformed.stderr
+
+
 def test_kernel_loop_smoke(tmp_path: Path) -> None:
     """kernel_loop.py compiles its loops with the VNNI kernel and runs them; on a CPU without AVX-512 VNNI it
     must say so in one line and exit 2 (asserted on every machine: which branch runs is the CPU's)."""
