@@ -12,12 +12,12 @@ per-round ratio of the two libraries' sparse times, are read against a machine s
         -b 1 --rounds 8 -o results/sparse-kernel/library-ab.json
 
 ``--env LABEL:VAR=VALUE`` sets a variable in that label's child only, so one library can run under several
-labels, e.g. the op's panel modes (``POFA_SPARSE_PANELS``, pofa_deploy/ext/panel_chooser.hpp):
+labels, e.g. the op's portable kernel against its VNNI kernel (``POFA_SPARSE_KERNEL``):
 
-    .venv/bin/python benchmarks/library_ab.py OUT --libs shared=L auto=L --env shared:POFA_SPARSE_PANELS=shared
+    .venv/bin/python benchmarks/library_ab.py OUT --libs vnni=L generic=L --env generic:POFA_SPARSE_KERNEL=generic
 
 Before every round, where a C++ compiler and two CPUs are at hand, the report keeps the time a cache line
-takes between the two CPUs (``kernel_loop roundtrip``): the state of the machine the round ran in.
+takes between the two CPUs (``kernel_loop roundtrip``, ~0.1-0.4 s): the state of the machine the round ran in.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> int:
         probe = (lambda: None) if args.no_roundtrip else roundtrip_probe(Path(tmp))
         for rnd in range(args.rounds):
             roundtrip_ns.append(probe())
-            run_round(args, libs, extra, per_round, order if rnd % 2 == 0 else order[::-1])
+            run_round(libs, extra, per_round, order if rnd % 2 == 0 else order[::-1])
             state = "" if roundtrip_ns[-1] is None else f" (round trip {roundtrip_ns[-1]:.0f} ns)"
             print(f"round {rnd + 1}/{args.rounds}{state}: " + "  ".join(
                 f"{label} sparse {per_round[label]['sparse'][-1]:.2f} ms (int8 {per_round[label]['int8'][-1]:.2f})"
@@ -100,8 +100,8 @@ def main() -> int:
 
 
 def roundtrip_probe(workdir: Path) -> Callable[[], float | None]:
-    """A function giving the two CPUs' cache-line round trip in ns (median of kernel_loop's), or one giving
-    None where that cannot be measured (one CPU, no compiler, no AVX-512 VNNI to build the tool)."""
+    """A function giving the two CPUs' cache-line round trip in ns (kernel_loop's median), or one giving
+    None where that cannot be measured (one CPU, no C++ compiler). The roundtrip mode needs no VNNI."""
     import kernel_loop
 
     if len(os.sched_getaffinity(0)) < 2:
@@ -113,7 +113,8 @@ def roundtrip_probe(workdir: Path) -> Callable[[], float | None]:
 
     def probe() -> float | None:
         try:
-            rows = kernel_loop.run_loop(binary, "roundtrip", 2000)
+            # 10 repetitions of 100,000 trips each, as kernel_loop.py takes by default
+            rows = kernel_loop.run_loop(binary, "roundtrip", 10)
         except kernel_loop.LoopError:
             return None
         return float(rows[0]["median_ns"]) if rows else None
@@ -121,8 +122,8 @@ def roundtrip_probe(workdir: Path) -> Callable[[], float | None]:
     return probe
 
 
-def run_round(args: argparse.Namespace, libs: dict[str, str], extra: dict[str, dict[str, str]],
-              per_round: dict[str, dict[str, list[float]]], order: list[str]) -> None:
+def run_round(libs: dict[str, str], extra: dict[str, dict[str, str]], per_round: dict[str, dict[str, list[float]]],
+              order: list[str]) -> None:
     """One child per label, in ``order``; appends each child's times to ``per_round``."""
     for label in order:
         env = {**os.environ, **extra[label], "POFA_SPARSE_EXT": str(Path(libs[label]).resolve())}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,12 @@ def test_library_ab_labels_and_env(tiny_int8, tmp_path: Path, ext_built: None) -
     data = json.loads(report.read_text())
     assert data["env"] == {"a": {}, "b": {"POFA_SPARSE_KERNEL": "generic"}}
     assert all(len(data["per_round_ms"][label]["sparse"]) == 2 for label in ("a", "b"))
-    assert len(data["roundtrip_ns_before_round"]) == 2
+    # the round trip is read where two CPUs and a C++ compiler are (as ab_common.cxx_compiler looks for one)
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    measurable = len(os.sched_getaffinity(0)) > 1 and compiler is not None
+    trips = data["roundtrip_ns_before_round"]
+    assert len(trips) == 2
+    assert all(t is not None and t > 0 for t in trips) if measurable else all(t is None for t in trips), trips
     bad = subprocess.run([*script, "--no-roundtrip", "--env", "b:POFA_SPARSE_KERNEL=fastest"], cwd=ROOT / "benchmarks",
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "the child for b failed" in bad.stderr and "POFA_SPARSE_KERNEL must be" in bad.stderr
