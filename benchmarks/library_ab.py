@@ -50,7 +50,7 @@ def main() -> int:
                    help="two or more library builds, e.g. before=/tmp/old.so after=pofa_deploy/libpofa_sparse_ext.so; "
                         "the first is the reference of the ratios")
     p.add_argument("--env", nargs="*", default=[], metavar="LABEL:VAR=VALUE",
-                   help="an environment variable for one label's child, e.g. auto:POFA_SPARSE_PANELS=auto")
+                   help="an environment variable for one label's child, e.g. generic:POFA_SPARSE_KERNEL=generic")
     p.add_argument("--no-roundtrip", action="store_true",
                    help="skip the round-trip reading before each round (it compiles kernel_loop.cpp, ~20 s)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
